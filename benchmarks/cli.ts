@@ -523,7 +523,7 @@ export function weightsFolder(spec: Pick<RunSpec, "model" | "backbone">): string
 }
 
 /**
- * Whether a run reads the task corpus (every task's train and test files in the data folder,
+ * Whether a run reads the task corpus (the corpus tasks' train and test files in the data folder,
  * `tasks/data.ts` `corpusSplits`): a tiny preset's run from no checkpoint folder, whose tokenizer
  * (`run_one.ts` `randomInitTokenizer`) or offline-pretrained backbone (`pretrainedFolder`) is
  * trained on it, the corpus read in full at the run's start even when they are cached.
@@ -2342,10 +2342,21 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       // read; a result it retrains (malformed, edited, its checkpoint or data changed) is not
       // kept here either (a checkpoint hashed here is not hashed again: model/checkpoint.ts fileDigest).
       toRun = [];
+      // Without --resume a run's result already in --out (another backend's, say) is replaced.
+      let replaced = 0;
       for (const s of specs) {
-        if (values.resume !== true || await readFinished(values.out, s, dataDir) === undefined) {
+        if (values.resume !== true) {
+          toRun.push(s);
+          if (existsSync(join(values.out, runFileName(s)))) replaced++;
+        } else if (await readFinished(values.out, s, dataDir) === undefined) {
           toRun.push(s);
         }
+      }
+      if (replaced > 0) {
+        error(
+          `note: ${replaced} run(s) of the grid have a result in ${values.out} already: they ` +
+            "train again and their results are replaced (--resume keeps them)",
+        );
       }
       const checkStart = performance.now();
       const bad = await malformedTaskFiles(toRun, dataDir);

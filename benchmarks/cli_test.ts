@@ -2922,6 +2922,28 @@ Deno.test("main(): HYPERPROMPT_BACKEND where every run names its backend is said
     );
   }));
 
+Deno.test("main(): without --resume, runs whose result is in --out already are said to be trained again and replaced", () =>
+  inTempDir(async (dir) => {
+    const profile = await tmpProfile(dir, {
+      seeds: [0],
+      methods: [{ name: "mtl" }],
+      train: { ...TINY.train, checkpointEvery: 0 },
+    });
+    const args = ["--profile", profile, "--out", join(dir, "o"), "--backend", "cpu", "--no-tables"];
+    const said = async (extra: string[]) => {
+      const c = capture();
+      const { runOne } = countingRunOne();
+      assert.equal(await main([...args, ...extra], { ...c.opts, runOne }), 0, c.err.join("\n"));
+      return c.err.filter((l) => /already/.test(l));
+    };
+    assert.deepEqual(await said([]), [], "nothing there yet");
+    assert.deepEqual(await said([]), [
+      `note: 2 run(s) of the grid have a result in ${join(dir, "o")} already: they train again ` +
+      "and their results are replaced (--resume keeps them)",
+    ]);
+    assert.deepEqual(await said(["--resume"]), [], "--resume keeps them");
+  }));
+
 Deno.test("main(): the disk space the runs write at once into --out: said by a dry run, warned of when more than is free; trained all the same", () =>
   inTempDir(async (dir) => {
     const profile = await tmpProfile(dir, {

@@ -104,7 +104,7 @@ Deno.test("taskCorpus() names a malformed file of any task, and why the corpus r
       ok(
         e.message.endsWith(
           "(read for the task corpus of the tiny presets' tokenizer and pretrained backbone: " +
-            `every task's train and test files under ${dataDir}; fix or remove the file)`,
+            `the GLUE and SuperGLUE tasks' train and test files under ${dataDir}; fix or remove the file)`,
         ),
         e.message,
       );

@@ -61,7 +61,7 @@ import {
 import { CheckpointError } from "../model/checkpoint_error.ts";
 import { disposeT5, initT5, type T5Model, t5StateDict } from "../model/t5.ts";
 import { type CheckpointFileRecord, fileDigest, saveHfFolder } from "../model/checkpoint.ts";
-import { T5Tokenizer } from "../model/tokenizer.ts";
+import { T5_UNK_SURFACE, T5Tokenizer } from "../model/tokenizer.ts";
 import {
   checkpointFiles,
   type CheckpointFolder,
@@ -624,6 +624,52 @@ export function labelsCut(
     `${longest.n} fits every label`;
 }
 
+/**
+ * The warning for a run whose task tokenizer cannot spell a label word of a task it trains, so
+ * that no prediction can match it: the word's tokens (EOS left out) decode, as the evaluator
+ * decodes predictions (`evaluator.ts`: special tokens dropped, `<unk>` as " ⁇ "), to another
+ * string (a character outside the vocabulary, say), or two words of a task have the same tokens
+ * (one class is never predicted). A warning like {@link labelsCut}'s: the run trains, and the
+ * task's score cannot reach its top.
+ *
+ * @param spec the run, named in the warning
+ * @param tasks the tasks it trains
+ * @param encode a word's token ids as targets are encoded (EOS last, if any)
+ * @param eosTokenId the EOS id, left out before decoding
+ * @param decode token ids to text as the evaluator decodes
+ * @returns the warning, or undefined when every label word decodes to itself and differs
+ */
+export function unreachableLabels(
+  spec: Pick<RunSpec, "id">,
+  tasks: readonly string[],
+  encode: (word: string) => number[],
+  eosTokenId: number,
+  decode: (ids: number[]) => string,
+): string | undefined {
+  const problems: string[] = [];
+  for (const task of tasks) {
+    const seen = new Map<string, string>();
+    for (const word of labelWords(task)) {
+      const ids = encode(word);
+      const body = ids[ids.length - 1] === eosTokenId ? ids.slice(0, -1) : ids;
+      const back = decode(body);
+      if (back !== word) {
+        problems.push(`${task} "${word}" decodes as ${JSON.stringify(back)}`);
+      }
+      const key = body.join(",");
+      const other = seen.get(key);
+      if (other !== undefined) {
+        problems.push(`${task} "${other}" and "${word}" have the same tokens`);
+      } else seen.set(key, word);
+    }
+  }
+  if (problems.length === 0) return undefined;
+  return `run ${spec.id}: the task tokenizer cannot spell ${problems.length} label word(s) (${
+    problems.slice(0, 3).join("; ")
+  }${problems.length > 3 ? "; …" : ""}): no prediction can match them, so those classes are ` +
+    "never scored right";
+}
+
 /** What {@link runOneWith} has measured and chosen before the backbone is built. */
 interface RunStart {
   /** The code the run executes. */
@@ -665,6 +711,14 @@ async function runOnBackbone(
   const conditioned = conditionedTasks(spec);
   const cut = labelsCut(spec, t.maxTargetLength, trained, (w) => tokenizer.encode(w).length);
   if (cut !== undefined) console.error(`warning: ${cut}`);
+  const unspelled = unreachableLabels(
+    spec,
+    trained,
+    (w) => tokenizer.encode(w),
+    config.eosTokenId,
+    (ids) => tokenizer.decode(ids, { skipSpecialTokens: true, unknownAs: T5_UNK_SURFACE }),
+  );
+  if (unspelled !== undefined) console.error(`warning: ${unspelled}`);
   const labelTokenIds = new Map(
     // One id list per label word: a class-label prompt row is the mean of a word's sub-words.
     conditioned.map((task) => [task, labelWords(task).map((w) => noEos(tokenizer.encode(w)))]),

@@ -37,8 +37,10 @@ import {
   type RunScorer,
   saveFinalWeights,
   TestPredictionWriter,
+  unreachableLabels,
 } from "./run_one.ts";
-import { T5Tokenizer } from "../model/tokenizer.ts";
+import { T5_UNK_SURFACE, T5Tokenizer } from "../model/tokenizer.ts";
+import { BENCHMARK_TASKS } from "../tasks/registry.ts";
 import { methodAccounting } from "../model/methods/accounting.ts";
 import { preset, type T5Config } from "../model/config.ts";
 import { disposeT5, initT5, t5StateDict } from "../model/t5.ts";
@@ -275,6 +277,49 @@ Deno.test("labelsCut(): a label longer than maxTargetLength (EOS included) is na
       'with EOS, cola "unacceptable": 5 tokens with EOS): those targets are cut and no ' +
       "prediction can match them; 6 fits every label",
   );
+});
+
+Deno.test("unreachableLabels(): a label word the tokenizer cannot spell, or two with the same tokens, is named; none with the reference vocabulary", async () => {
+  // A fake tokenizer: cola's words fine; rte's "not_entailment" lost to <unk> and sharing the
+  // tokens of "entailment".
+  const vocab: Record<string, number[]> = {
+    acceptable: [7, 8, 1],
+    unacceptable: [9, 7, 8, 1],
+    entailment: [3, 4, 1],
+    not_entailment: [3, 4, 1],
+  };
+  const text: Record<string, string> = {
+    "7,8": "acceptable",
+    "9,7,8": "unacceptable",
+    "3,4": "entailment",
+  };
+  const encode = (w: string) => vocab[w]!;
+  const decode = (ids: number[]) => text[ids.join(",")]!;
+  assert.equal(unreachableLabels({ id: "r" }, ["cola"], encode, 1, decode), undefined);
+  assert.equal(
+    unreachableLabels({ id: "r" }, ["cola", "rte"], encode, 1, decode),
+    'run r: the task tokenizer cannot spell 2 label word(s) (rte "not_entailment" decodes as ' +
+      '"entailment"; rte "entailment" and "not_entailment" have the same tokens): no prediction ' +
+      "can match them, so those classes are never scored right",
+  );
+  // The reference vocabulary (the fallback task tokenizer) spells every registered label word.
+  const tok = await T5Tokenizer.fromFile(
+    sharedPath("fixtures", "tokenizer", "unigram-glue-4k", "tokenizer.json"),
+  );
+  const all = [...BENCHMARK_TASKS.glue, ...BENCHMARK_TASKS.super_glue];
+  assert.equal(
+    unreachableLabels(
+      { id: "r" },
+      all,
+      (w) => tok.encode(w),
+      1,
+      (ids) => tok.decode(ids, { skipSpecialTokens: true, unknownAs: T5_UNK_SURFACE }),
+    ),
+    undefined,
+  );
+  // An emoji is outside it: <unk>, decoded as " ⁇ ".
+  const emoji = tok.encode("\u{1F600}");
+  assert.match(tok.decode(emoji.slice(0, -1), { unknownAs: T5_UNK_SURFACE }), /\u2047/);
 });
 
 Deno.test("measuresAttentionMass: a self-attention prefix of at least one slot in one stack", () => {

@@ -15,7 +15,14 @@ import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { type MethodName, METHODS } from "../model/methods/mod.ts";
-import { BENCHMARK_TASKS, evalSplits, getTask, taskInBenchmark } from "../tasks/registry.ts";
+import {
+  BENCHMARK_TASKS,
+  evalSplits,
+  getTask,
+  hasTrainAndValidation,
+  taskInBenchmark,
+  TASKS,
+} from "../tasks/registry.ts";
 import type { TaskFile, TaskSplit } from "../tasks/types.ts";
 import { nearestName } from "../model/usage.ts";
 import { isUnpublishedPreset } from "../model/config.ts";
@@ -1740,6 +1747,21 @@ export function resolveListedTask(
   }
   const hit = find(benchmark);
   if (hit !== undefined) return { task: hit };
+  const registered = Object.hasOwn(TASKS, lower) ? TASKS[lower] : undefined;
+  if (
+    registered !== undefined && registered.benchmark === benchmark &&
+    (registered.trainOnly === true || !hasTrainAndValidation(registered))
+  ) {
+    // A registered task a profile cannot list: a test-only diagnostic (AX), a train-only task.
+    return {
+      problem: `${show(name)} is a registered ${benchmark} task without train and validation ` +
+        `files${
+          registered.trainOnly === true
+            ? " (train-only: a profile adds it with extraTrainTasks)"
+            : ""
+        }, so it cannot be trained and scored; known: ${own.join(", ")}`,
+    };
+  }
   return elsewhere() ??
     { problem: `names unknown ${benchmark} task ${show(name)}; known: ${own.join(", ")}` };
 }

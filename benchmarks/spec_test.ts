@@ -850,12 +850,17 @@ Deno.test("listed tasks: any registered task with train and validation files; th
       { super_glue: ["cb", "wnli"] },
       `p.json:3: $.tasks.super_glue[1] "wnli" is a glue task ("wnli"); list it under $.tasks.glue`,
     ],
-    // AX has only a test file: not trainable.
+    // AX has only a test file: registered, but not trainable; DPR is train-only.
     [
       { glue: ["ax"] },
-      `p.json:3: $.tasks.glue[0] names unknown glue task "ax"; known: ${
-        TRAINABLE_TASKS.glue.join(", ")
-      }`,
+      `p.json:3: $.tasks.glue[0] "ax" is a registered glue task without train and validation ` +
+      `files, so it cannot be trained and scored; known: ${TRAINABLE_TASKS.glue.join(", ")}`,
+    ],
+    [
+      { super_glue: ["dpr"] },
+      `p.json:3: $.tasks.super_glue[0] "dpr" is a registered super_glue task without train and ` +
+      "validation files (train-only: a profile adds it with extraTrainTasks), so it cannot be " +
+      `trained and scored; known: ${TRAINABLE_TASKS.super_glue.join(", ")}`,
     ],
   ];
   for (const [tasks, message] of cases) {

@@ -7,6 +7,8 @@ import {
   availableTasks,
   checkDataDir,
   chooseDataDir,
+  CORPUS_TASKS,
+  corpusSplits,
   countRows,
   countRowsBytes,
   defaultCacheDir,
@@ -18,6 +20,7 @@ import {
 } from "./data.ts";
 import { sha256Hex } from "./download.ts";
 import { findTaskSource, TASK_SOURCES } from "./sources.ts";
+import { BENCHMARK_TASKS, TASKS, TRAIN_ONLY_TASKS } from "./registry.ts";
 
 const MIRROR = sharedPath("data");
 
@@ -275,5 +278,39 @@ Deno.test("chooseDataDir: cache files where the manifest lists them, the mirror 
     );
   } finally {
     await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("corpusSplits: the fixed corpus tasks' train and test splits present, never a scored split; a task registered later is not among them", () => {
+  // Every task of the benchmarks, their train-only tasks and diagnostics is a corpus task, and
+  // every corpus task is registered; the list is fixed (CORPUS_TASKS), not the registry's keys.
+  const named = [
+    ...BENCHMARK_TASKS.glue,
+    ...BENCHMARK_TASKS.super_glue,
+    ...TRAIN_ONLY_TASKS.glue,
+    ...TRAIN_ONLY_TASKS.super_glue,
+    "ax",
+    "axb",
+    "axg",
+  ];
+  for (const t of named) assert.ok(CORPUS_TASKS.includes(t), t);
+  for (const t of CORPUS_TASKS) assert.ok(Object.hasOwn(TASKS, t), t);
+  assert.ok(Object.isFrozen(CORPUS_TASKS));
+  const data = sharedPath("data");
+  const splits = corpusSplits(data);
+  const has = (task: string, split: string) => splits.some(([t, s]) => t === task && s === split);
+  assert.ok(has("rte", "train") && has("cola", "train"), JSON.stringify(splits));
+  // The diagnostics' test splits are what the benchmark scores: never in the corpus.
+  for (const d of ["ax", "axb", "axg"]) assert.ok(!has(d, "test"), d);
+  for (const [t] of splits) assert.ok(CORPUS_TASKS.includes(t), t);
+  // In task-name order.
+  const names = splits.map(([t]) => t);
+  assert.deepEqual(names, [...names].sort());
+  // An empty folder: an empty corpus.
+  const empty = Deno.makeTempDirSync();
+  try {
+    assert.deepEqual(corpusSplits(empty), []);
+  } finally {
+    Deno.removeSync(empty);
   }
 });

@@ -614,6 +614,78 @@ function trainOnlyOf(b: BenchmarkName): string[] {
 }
 
 /**
+ * The checks of a `classify` entry: label words that can be told apart (non-empty, no space at
+ * either end, distinct), as many as a `bool` or `int` label has (2), a label field wherever a
+ * label kind says how to read one (and a label kind wherever a metric needs labels), input keys
+ * that `fields` says where to read, and metrics that fit the labels and files: `f1` needs 2 label
+ * words, `mean_3class_f1` 3, `accuracy_matched` / `accuracy_mismatched` validation files of that
+ * split, `gender_parity` a `pair_id` field.
+ */
+function checkClassifyEntry(t: TaskSpec, at: string, fail: (path: string, what: string) => never) {
+  const words = t.labelWords;
+  words.forEach((w, i) => {
+    if (w === "" || w.trim() !== w) {
+      fail(
+        `${at}.labelWords[${i}]`,
+        `${JSON.stringify(w)} is empty or has a space at an end: a prediction is matched to its ` +
+          "label word exactly, as T5 does",
+      );
+    }
+    const first = words.indexOf(w);
+    if (first !== i) {
+      fail(`${at}.labelWords[${i}]`, `${JSON.stringify(w)} is also labelWords[${first}]`);
+    }
+  });
+  if ((t.labelKind === "bool" || t.labelKind === "int") && words.length !== 2) {
+    fail(`${at}.labelWords`, `has ${words.length} words; labelKind "${t.labelKind}" has 2 classes`);
+  }
+  if (t.labelKind !== undefined && t.labelField === undefined) {
+    fail(`${at}.labelField`, `is missing; labelKind is "${t.labelKind}" (which field holds it?)`);
+  }
+  if (t.metrics.length > 0 && (t.labelKind === undefined || words.length === 0)) {
+    fail(
+      `${at}.labelKind`,
+      "and labelWords are needed: the task has metrics, and a classify task's are over labels",
+    );
+  }
+  t.inputKeys.forEach((k, i) => {
+    if (!Object.hasOwn(t.fields, k)) {
+      fail(
+        `${at}.inputKeys[${i}]`,
+        `${JSON.stringify(k)} is not a key of ${at}.fields (${
+          Object.keys(t.fields).join(", ")
+        }): where would its text come from?`,
+      );
+    }
+  });
+  const needs: Record<string, [boolean, string]> = {
+    f1: [
+      words.length === 2,
+      `needs 2 label words (binary F1 of the second class), not ${words.length}`,
+    ],
+    mean_3class_f1: [
+      words.length === 3,
+      `needs 3 label words (the mean F1 of 3 classes), not ${words.length}`,
+    ],
+    accuracy_matched: [
+      (t.files.validation ?? []).some((f) => f.split === "validation_matched"),
+      'needs a validation file of split "validation_matched"',
+    ],
+    accuracy_mismatched: [
+      (t.files.validation ?? []).some((f) => f.split === "validation_mismatched"),
+      'needs a validation file of split "validation_mismatched"',
+    ],
+    gender_parity: [Object.hasOwn(t.fields, "pair_id"), 'needs a "pair_id" field'],
+  };
+  t.metrics.forEach((m, i) => {
+    const need = needs[m];
+    if (need !== undefined && !need[0]) {
+      fail(`${at}.metrics[${i}]`, `"${m}" ${need[1]}`);
+    }
+  });
+}
+
+/**
  * The metric names `scoreTask` (`tasks/metrics.ts`) computes for each converter; a name outside
  * these is never scored.
  */
@@ -639,7 +711,10 @@ export const CONVERTER_METRICS: Readonly<Record<TaskSpec["converter"], readonly 
  * Checks a task registry and its benchmark lists for the mistakes an added or edited entry can
  * make, which would otherwise show up late or not at all: a key that differs from `name`, a
  * metric `scoreTask` does not compute (it would be skipped, so the task would have no score), a
- * group metric not among `metrics`, a label map that disagrees with the label words, a file
+ * group metric not among `metrics`, a label map that disagrees with the label words, an empty
+ * prefix, a `classify` entry whose labels, fields or metrics do not fit (`checkClassifyEntry`:
+ * label words empty, spaced or repeated, a label kind without a field, input keys without a
+ * field, `f1` without 2 labels, `mean_3class_f1` without 3, …), a file
  * outside `dir`, a trained task without train and validation files, a task with train and
  * validation files but no group metrics (a profile may list it: its best evaluation and
  * `scores.csv` column are its group score), an entry without a `sources.ts` `TASK_SOURCES`
@@ -761,6 +836,10 @@ export function checkTaskRegistry(
           "column are its group score, NaN without group metrics; name the metrics it is scored by",
       );
     }
+    if (t.prefix.trim() === "") {
+      fail(`${at}.prefix`, "is empty; every input starts with its task's word");
+    }
+    if (t.converter === "classify") checkClassifyEntry(t, at, fail);
     if (t.labelKind === "map") {
       if (t.labelMap === undefined) fail(`${at}.labelMap`, `is missing; labelKind is "map"`);
       for (const [raw, i] of Object.entries(t.labelMap!)) {

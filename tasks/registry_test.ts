@@ -280,6 +280,66 @@ Deno.test("checkTaskRegistry: an added or edited entry's mistakes name the entry
   );
 });
 
+Deno.test("checkTaskRegistry: a classify entry's labels, fields and metrics must fit, or its scores would be silently wrong", () => {
+  const rte = TASKS.rte!;
+  const bad = (entry: Partial<TaskSpec>) => () =>
+    checkTaskRegistry(
+      { ...TASKS, rte2: { ...rte, name: "rte2", inMixture: false, inAverage: false, ...entry } },
+      BENCHMARK_TASKS,
+      "reg.ts",
+    );
+  const cases: [Partial<TaskSpec>, RegExp][] = [
+    // Two words alike: a perfect prediction scores F1 0 (both classes read as the first).
+    [
+      { labelWords: ["good", "good"] },
+      /TASKS\.rte2\.labelWords\[1\] "good" is also labelWords\[0\]/,
+    ],
+    [
+      { labelWords: ["good", " good"] },
+      /labelWords\[1\] " good" is empty or has a space at an end/,
+    ],
+    [{ labelWords: ["", "good"] }, /labelWords\[0\] "" is empty or has a space at an end/],
+    [
+      { labelKind: "bool", labelWords: ["False", "True", "Maybe"], labelMap: undefined },
+      /TASKS\.rte2\.labelWords has 3 words; labelKind "bool" has 2 classes/,
+    ],
+    [{ labelField: undefined }, /TASKS\.rte2\.labelField is missing; labelKind is "map"/],
+    [
+      { labelKind: undefined, labelMap: undefined },
+      /TASKS\.rte2\.labelKind and labelWords are needed: the task has metrics/,
+    ],
+    [
+      { inputKeys: ["sentence1", "sentence3"] },
+      /TASKS\.rte2\.inputKeys\[1\] "sentence3" is not a key of TASKS\.rte2\.fields \(sentence1, sentence2\)/,
+    ],
+    [{ prefix: " " }, /TASKS\.rte2\.prefix is empty/],
+    // A 2-class task scored by the 3-class mean F1: 66.67 for perfect predictions.
+    [
+      { metrics: ["mean_3class_f1"], groupMetrics: ["mean_3class_f1"] },
+      /TASKS\.rte2\.metrics\[0\] "mean_3class_f1" needs 3 label words \(the mean F1 of 3 classes\), not 2/,
+    ],
+    [
+      {
+        labelWords: ["a", "b", "c"],
+        labelMap: { a: 0, b: 1, c: 2 },
+        metrics: ["f1"],
+        groupMetrics: ["f1"],
+      },
+      /metrics\[0\] "f1" needs 2 label words \(binary F1 of the second class\), not 3/,
+    ],
+    // scoreTask returns nothing for these without their splits or field: no score at all.
+    [
+      { metrics: ["accuracy_matched"], groupMetrics: ["accuracy_matched"] },
+      /metrics\[0\] "accuracy_matched" needs a validation file of split "validation_matched"/,
+    ],
+    [
+      { metrics: ["accuracy", "gender_parity"] },
+      /metrics\[1\] "gender_parity" needs a "pair_id" field/,
+    ],
+  ];
+  for (const [entry, want] of cases) assert.throws(bad(entry), want, JSON.stringify(entry));
+});
+
 Deno.test("checkTaskRegistry: a task's source is found by its name, not its HF config", () => {
   // SuperGLUE RTE's key (rte_sg) is not its HF config (rte); its source is found all the same.
   assert.equal(findTaskSource(sourceId("rte_sg")).name, "rte_sg");

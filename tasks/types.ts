@@ -147,7 +147,12 @@ export interface TaskSpec {
    * is excluded from the benchmark average.
    */
   groupMetrics: string[];
-  /** Examples-proportional mixture weight (T5 `*_WEIGHT_MAPPING`; 0 = eval only). */
+  /**
+   * The official train split's example count (T5's `*_WEIGHT_MAPPING`), for reference and the
+   * registry's checks (a trained task needs it > 0). The mixture does not read it: it weighs each
+   * task by the train examples a run loads (`benchmarks/run_one.ts`), which on the official files
+   * are these counts. Whether a task is trained is `inMixture`, not a 0 here.
+   */
   trainSize: number;
   /** Whether the task is trained in the T5 mixture. */
   inMixture: boolean;
