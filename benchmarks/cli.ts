@@ -2038,11 +2038,17 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     // An empty --profile (an unset variable) is refused by parseFlags, as every empty value.
     let profileName = values.profile;
     if (profileName === undefined) {
-      probe = await probeWith((backendArg as BackendChoice | undefined) ?? "auto");
+      // As every run's backend is resolved: one that cannot start is refused with the runs
+      // (a dry run warns), not here with the probe's error.
+      probe = await resolveBackend((backendArg as BackendChoice | undefined) ?? "auto", probeWith);
       profileName = probe.gpu ? "paper-base" : "smoke";
       error(
         `No --profile: using "${profileName}" (backend ${probe.name}${
-          probe.gpu ? ", a GPU" : ", no GPU"
+          probe.unavailable !== undefined
+            ? ", which cannot start here"
+            : probe.gpu
+            ? ", a GPU"
+            : ", no GPU"
         })`,
       );
     }
@@ -2398,15 +2404,18 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       error(
         `note: HYPERPROMPT_BACKEND=${envBackend} is not used: it replaces "auto", and every run ` +
           `names its backend (${named}${
-            backendArg === undefined ? `: profile ${profile.name}` : ": --backend"
-          }); --backend chooses another`,
+            backendArg === undefined
+              ? `: profile ${profile.name}); --backend chooses another`
+              : ": --backend); without --backend it replaces the profile's auto, if any"
+          }`,
       );
     }
     // A backend asked for by name that cannot start here: each of its runs would fail at its
     // start, one after the other. Refused now; a dry run warns.
     const unavailable = [...probes].flatMap(([choice, p]) => {
-      if (p.unavailable === undefined) return [];
-      const n = specs.filter((s) => s.backend === choice).length;
+      // The runs that would train on it (with --resume, not those whose result is kept).
+      const n = toRun.filter((s) => s.backend === choice).length;
+      if (p.unavailable === undefined || n === 0) return [];
       const what = choice === "auto" ? `${p.name} (HYPERPROMPT_BACKEND replacing auto)` : choice;
       return [`${n} run(s) on ${what}: ${p.unavailable}`];
     });
@@ -2528,10 +2537,12 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       const need = estimateDiskNeed(toRun, (s) => memory.runs.get(s.id)?.estimate);
       const free = (opts.freeDiskBytes ?? freeDiskBytes)(values.out);
       const name = (s: RunSpec) => runName(s, labels.model(s));
-      const line = values["dry-run"]
-        ? diskNeedLine(need, values.out, free, name)
-        : diskSpaceWarning(need, values.out, free, name);
-      if (line !== undefined) error(`${values["dry-run"] ? "note" : "warning"}: ${line}`);
+      const warning = diskSpaceWarning(need, values.out, free, name);
+      if (warning !== undefined) error(`warning: ${warning}`);
+      else if (values["dry-run"]) {
+        const line = diskNeedLine(need, values.out, free, name);
+        if (line !== undefined) error(`note: ${line}`);
+      }
     }
     const refused = refusalsOf(memory);
     if (values["dry-run"]) {

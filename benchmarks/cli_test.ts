@@ -2852,6 +2852,24 @@ Deno.test("main(): a backend asked for by name that cannot start here is refused
       d.err.includes(`warning: without --dry-run this is refused: ${refusal}`),
       d.err.join("\n"),
     );
+    // With --resume, runs whose results are kept need no backend: a finished grid is not
+    // refused where its GPU is gone (tables and the gate still run).
+    const gpu = () => Promise.resolve({ name: "webgpu", gpu: true });
+    const trained = capture();
+    assert.equal(
+      await main(args("done", "webgpu"), { ...trained.opts, runOne, probe: gpu }),
+      0,
+      trained.err.join("\n"),
+    );
+    assert.equal(calls.length, 2);
+    const kept = capture();
+    assert.equal(
+      await main(args("done", "webgpu", ["--resume"]), { ...kept.opts, runOne, probe }),
+      0,
+      kept.err.join("\n"),
+    );
+    assert.equal(calls.length, 2, "nothing trained again");
+    assert.ok(!kept.err.some((l) => /cannot start here/.test(l)), kept.err.join("\n"));
     // wasm+blas with BLAS turned off: refused too (its runs would each fail at their start).
     const b = capture();
     assert.equal(
@@ -2868,7 +2886,7 @@ Deno.test("main(): a backend asked for by name that cannot start here is refused
       ),
       b.err.join("\n"),
     );
-    assert.deepEqual(calls, []);
+    assert.equal(calls.length, 2);
     // A value of HYPERPROMPT_NO_BLAS that is not 0/1 is a usage error before anything runs.
     const v = capture();
     assert.equal(
@@ -2882,7 +2900,22 @@ Deno.test("main(): a backend asked for by name that cannot start here is refused
       v.err.join("\n"),
       /HYPERPROMPT_NO_BLAS="true" must be 1 \(wasm without OpenBLAS\)/,
     );
-    assert.deepEqual(calls, []);
+    assert.equal(calls.length, 2);
+    // Without --profile, the default profile's backend is resolved the same way: a dry run warns.
+    const dflt = capture();
+    assert.equal(
+      await main(
+        ["--out", join(dir, "e"), "--backend", "webgpu", "--dry-run", "--data-dir", DATA],
+        { ...dflt.opts, probe },
+      ),
+      0,
+      dflt.err.join("\n"),
+    );
+    assert.ok(
+      dflt.err.includes('No --profile: using "smoke" (backend webgpu, which cannot start here)'),
+      dflt.err.join("\n"),
+    );
+    assert.ok(dflt.err.some((l) => l.startsWith("warning: without --dry-run this is refused: ")));
   }));
 
 Deno.test("main(): HYPERPROMPT_BACKEND where every run names its backend is said to do nothing; where a run asks for auto, nothing is said", () =>
@@ -2896,7 +2929,7 @@ Deno.test("main(): HYPERPROMPT_BACKEND where every run names its backend is said
     };
     assert.deepEqual(await noted(["--backend", "wasm"]), [
       'note: HYPERPROMPT_BACKEND=cpu is not used: it replaces "auto", and every run names its ' +
-      "backend (wasm: --backend); --backend chooses another",
+      "backend (wasm: --backend); without --backend it replaces the profile's auto, if any",
     ]);
     // The profile's auto: the variable chooses the backend, nothing to say.
     assert.deepEqual(await noted([]), []);
@@ -2988,6 +3021,14 @@ Deno.test("main(): the disk space the runs write at once into --out: said by a d
       /; 1000 B free there: a run that fills the disk fails there \(what was written before is kept\); free space, or choose another --out$/,
     );
     assert.equal(calls.length, 2, "a warning, not a refusal");
+    // A dry run on that disk warns too (not a note).
+    const small = capture();
+    assert.equal(
+      await main(args("e", ["--dry-run"]), { ...small.opts, freeDiskBytes: disk(1000) }),
+      0,
+    );
+    assert.equal(small.err.filter((l) => l.startsWith("warning: disk: ")).length, 1);
+    assert.deepEqual(small.err.filter((l) => l.startsWith("note: disk: ")), []);
     // Runs that write no checkpoint need no disk here: nothing said, even by a dry run.
     const none = await tmpProfile(dir, {
       seeds: [0],

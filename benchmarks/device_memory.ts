@@ -526,9 +526,10 @@ function oneLine(text: string): string {
 
 /**
  * The kernel set a backend trains with: the fused kernels of `model/fused.ts` / `model/heads.ts`
- * on webgpu (`"fused"`) and wasm (`"fused-wasm-blas"` with OpenBLAS's head products,
- * `"fused-wasm"` without: `--backend wasm` takes OpenBLAS only where it loads, and the estimate
- * without its head kernels is the larger), stock tfjs ops on cpu and tensorflow (tfjs-node,
+ * on webgpu (`"fused"`) and wasm (`"fused-wasm-blas"` on `wasm+blas`, with OpenBLAS's head
+ * products; `"fused-wasm"` on plain `wasm`, which bench plans only where OpenBLAS does not load or
+ * is turned off: `cli.ts` resolves `--backend wasm` as `model/backend.ts` `wasmEngine` does),
+ * stock tfjs ops on cpu and tensorflow (tfjs-node,
  * tfjs-node-gpu). With `HYPERPROMPT_WASM_STOCK_ELEMENTWISE=1`, `selectBackend` leaves the wasm
  * fused kernels out (model/backend.ts `startWasm`), so a wasm run is estimated as `"composite"`
  * (as benchmarks/perf.ts `installedWasmHeapModel` reads it): the larger estimate, as OpenBLAS's
@@ -639,10 +640,9 @@ export function memoryInputFor(
 /**
  * Whether a backend's matrix products run on tfjs-wasm's own `BatchMatMul` (XNNPACK, which keeps
  * a packed copy of every weight the backward pass multiplies untransposed: memory.ts
- * `MemoryInput.xnnMatMul`): `wasm`, which takes OpenBLAS only where it loads (the same
- * conservative choice as {@link kernelSetFor}: without OpenBLAS the estimate is the larger), not
- * `wasm+blas` (every float32 product in OpenBLAS, model/wasm_kernels.ts mode `"blas"`) nor any
- * other backend.
+ * `MemoryInput.xnnMatMul`): plain `wasm` (bench resolves `--backend wasm` to `wasm+blas` where
+ * OpenBLAS loads, so a `wasm` plan is of a run without it), not `wasm+blas` (every float32
+ * product in OpenBLAS, model/wasm_kernels.ts mode `"blas"`) nor any other backend.
  *
  * @param backend the backend's name (`selectBackend`'s `name`)
  */

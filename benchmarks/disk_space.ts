@@ -30,7 +30,7 @@ export interface DiskNeed {
   readonly checkpointBytes: number;
   /** The run of {@link checkpointBytes}. */
   readonly largest: RunSpec | undefined;
-  /** Every `train.saveWeights` run's final weights (float32, every variable). */
+  /** Every `train.saveWeights` run's final weights ({@link keptWeightsOf}). */
   readonly keptWeightsBytes: number;
   /** How many runs `keptWeightsBytes` counts. */
   readonly keptWeightsRuns: number;
@@ -39,9 +39,25 @@ export interface DiskNeed {
 }
 
 /**
+ * The bytes of a run's kept weights (`run_one.ts` `saveFinalWeights`): the method's variables, and
+ * where any backbone weight was trained the backbone's Hugging Face state dict (float32; its
+ * tokenizer file beside it is not counted). An estimate without the breakdown: every parameter.
+ *
+ * @param e the run's memory estimate
+ * @returns bytes
+ */
+export function keptWeightsOf(e: MemoryEstimate): number {
+  const { method, trainedBackbone, backboneStateDict, total } = e.params;
+  if (method === undefined || trainedBackbone === undefined || backboneStateDict === undefined) {
+    return 4 * total;
+  }
+  return 4 * (method + (trainedBackbone > 0 ? backboneStateDict : 0));
+}
+
+/**
  * The disk space `specs` need at once in their results folder, from each run's memory estimate
- * (`params.trained` float32 weights and `optimizerState` bytes per checkpoint, `params.total`
- * float32 weights kept with `train.saveWeights`).
+ * (`params.trained` float32 weights and `optimizerState` bytes per checkpoint; with
+ * `train.saveWeights`, {@link keptWeightsOf}).
  *
  * @param specs the runs still to train
  * @param estimateOf a run's memory estimate (undefined: unknown, counted in `unknown`)
@@ -73,7 +89,7 @@ export function estimateDiskNeed(
       }
     }
     if (kept) {
-      keptWeightsBytes += 4 * e.params.total;
+      keptWeightsBytes += keptWeightsOf(e);
       keptWeightsRuns++;
     }
   }

@@ -11,6 +11,7 @@ import {
   diskSpaceWarning,
   estimateDiskNeed,
   freeDiskBytes,
+  keptWeightsOf,
 } from "./disk_space.ts";
 import { planDeviceMemory } from "./device_memory.ts";
 import type { MemoryEstimate } from "./memory.ts";
@@ -171,6 +172,48 @@ Deno.test({
         });
         const need = estimateDiskNeed([s], (x) => plan.runs.get(x.id)?.estimate);
         assert.equal(need.checkpointBytes, CHECKPOINTS_AT_ONCE * onDisk, s.method.label);
+      });
+    }
+  },
+});
+
+/** The tensor bytes of the safetensors files under `dir` (recursively). */
+async function tensorBytesUnder(dir: string): Promise<number> {
+  let n = 0;
+  for await (const e of Deno.readDir(dir)) {
+    const path = join(dir, e.name);
+    if (e.isDirectory) n += await tensorBytesUnder(path);
+    else if (e.name.endsWith(".safetensors")) n += await tensorBytes(path);
+  }
+  return n;
+}
+
+Deno.test({
+  name:
+    "keptWeightsOf: a run's kept weights are exactly the estimate's tensors (the method's, and a trained backbone's state dict with its embedding copies)",
+  ignore: !HAVE,
+  fn: async () => {
+    for (
+      const s of [
+        spec("mtl", { checkpointEvery: 0, saveWeights: true }),
+        spec("pt", { checkpointEvery: 0, saveWeights: true }, "prompt_tuning"),
+      ]
+    ) {
+      await inTempDir(async (out) => {
+        const r = await runOne(s, { outDir: out, dataDir: sharedPath("data") });
+        assert.ok(r.weights !== undefined, "weights kept");
+        const onDisk = await tensorBytesUnder(join(out, "final"));
+        const plan = planDeviceMemory([s], {
+          backendOf: () => ({ name: "wasm", gpu: false }),
+          device: undefined,
+          configOf: () => preset("tiny-v1_1"),
+          modelName: () => "tiny-v1_1",
+        });
+        const e = plan.runs.get(s.id)!.estimate;
+        assert.equal(keptWeightsOf(e), onDisk, s.method.label);
+        const need = estimateDiskNeed([s], () => e);
+        assert.equal(need.keptWeightsBytes, onDisk);
+        assert.equal(need.checkpointBytes, 0, "no checkpoints");
       });
     }
   },

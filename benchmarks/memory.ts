@@ -407,8 +407,19 @@ export interface MemoryEstimate {
   readonly peakPhase: MemoryPhase;
   /** Bytes alive at the peak of each phase. */
   readonly phases: Readonly<Record<MemoryPhase, number>>;
-  /** Parameters: total and trained. */
-  readonly params: { readonly total: number; readonly trained: number };
+  /**
+   * Parameters: total and trained; of them the method's own (`method`) and the backbone's
+   * trained ones (`trainedBackbone`); and the elements of the backbone's Hugging Face state dict
+   * (`backboneStateDict`: the backbone plus a copy of the shared table for each stack without its
+   * own, as `model/t5.ts` `t5StateDict` and a saved backbone folder hold them).
+   */
+  readonly params: {
+    readonly total: number;
+    readonly trained: number;
+    readonly method?: number;
+    readonly trainedBackbone?: number;
+    readonly backboneStateDict?: number;
+  };
   /**
    * What the estimate of a method other than the built-in ones assumes or cannot count, one line
    * each naming the method (e.g. parameters its `flopPlan` says nothing about, whose activations
@@ -2416,7 +2427,15 @@ export function estimateTrainingMemory(input: MemoryInput): MemoryEstimate {
     peak: phases[peakPhase],
     peakPhase,
     phases,
-    params: { total: backbone + extra, trained },
+    params: {
+      total: backbone + extra,
+      trained,
+      method: extra,
+      trainedBackbone,
+      backboneStateDict: backbone +
+        (["encoder", "decoder"] as const).filter((st) => !shapes.has(`${st}.embed_tokens.weight`))
+            .length * cfg.vocabSize * cfg.dModel,
+    },
     notes,
   };
 }

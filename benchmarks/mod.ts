@@ -21,7 +21,7 @@ export * from "./runner.ts";
 /** Trains and evaluates one run: what `runGrid` takes as `runOne` (`run_one.ts`). */
 export { runOne } from "./run_one.ts";
 /**
- * What `runOne` throws when a run cannot finish (a NaN or infinite loss or gradient norm, a stop
+ * What `runOne` throws when a run cannot finish (a NaN or infinite loss, gradient norm or updated variable, a stop
  * request such as Ctrl-C, a lost run claim), and the stop request itself (`trainer.ts`,
  * `run_claim.ts`): a caller driving its own runs tells them from a bug by `instanceof`.
  */
@@ -30,6 +30,7 @@ export {
   clearStopRequest,
   MixtureBatches,
   NonFiniteLossError,
+  NonFiniteVariablesError,
   requestStop,
   stopRequested,
   train,

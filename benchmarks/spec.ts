@@ -1494,7 +1494,9 @@ export function validateTrain(
     optimizer,
     learningRate: num(get("learningRate"), src, p("learningRate"), { min: 0, minExclusive: true }),
     schedule,
-    weightDecay: num(get("weightDecay"), src, p("weightDecay"), { min: 0 }),
+    // The optimizers' own bound (benchmarks/optim.ts): refused here, naming the field, before any
+    // run rather than by each run at its first step.
+    weightDecay: num(get("weightDecay"), src, p("weightDecay"), { min: 0, max: 1e3 }),
     steps: num(get("steps"), src, p("steps"), { int: true, min: 1 }),
     batchSize: dim(get("batchSize"), src, p("batchSize"), 1),
     maxInputLength: dim(get("maxInputLength"), src, p("maxInputLength"), 2),
@@ -1754,8 +1756,8 @@ export function resolveListedTask(
   ) {
     // A registered task a profile cannot list: a test-only diagnostic (AX), a train-only task.
     return {
-      problem: `${show(name)} is a registered ${benchmark} task without train and validation ` +
-        `files${
+      problem: `${show(name)} is a registered ${benchmark} task without both train and ` +
+        `validation files${
           registered.trainOnly === true
             ? " (train-only: a profile adds it with extraTrainTasks)"
             : ""

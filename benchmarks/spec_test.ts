@@ -287,7 +287,7 @@ Deno.test("validateProfile() errors name the file, line and JSON path", () => {
   );
 });
 
-Deno.test("integers in a profile: finite, exact (at most 2^53 - 1), tensor dimensions at most 2^31 - 1, named by file, line and path", () => {
+Deno.test("numbers in a profile: finite, integers exact (at most 2^53 - 1), tensor dimensions at most 2^31 - 1, weightDecay at most the optimizers' 1000, named by file, line and path", () => {
   // Written as JSON text: 1e400 parses to Infinity (reported before as "got null"), and 1e20 and
   // 2^40 are integers to JavaScript (accepted before).
   const text = (train: string, extra = "") =>
@@ -336,6 +336,8 @@ Deno.test("integers in a profile: finite, exact (at most 2^53 - 1), tensor dimen
       "t.json:6: $.pretrain.vocabSize",
       `must be <= 2147483647 (${dimWhy}), got 4294967296`,
     ],
+    // The optimizers' bound, here rather than at each run's first step (exit 1, no field named).
+    [text(`"weightDecay": 1e308`), "t.json:7: $.train.weightDecay", "must be <= 1000, got 1e+308"],
   ];
   for (const [json, where, reason] of cases) {
     assert.throws(
@@ -853,13 +855,15 @@ Deno.test("listed tasks: any registered task with train and validation files; th
     // AX has only a test file: registered, but not trainable; DPR is train-only.
     [
       { glue: ["ax"] },
-      `p.json:3: $.tasks.glue[0] "ax" is a registered glue task without train and validation ` +
-      `files, so it cannot be trained and scored; known: ${TRAINABLE_TASKS.glue.join(", ")}`,
+      `p.json:3: $.tasks.glue[0] "ax" is a registered glue task without both train and ` +
+      `validation files, so it cannot be trained and scored; known: ${
+        TRAINABLE_TASKS.glue.join(", ")
+      }`,
     ],
     [
       { super_glue: ["dpr"] },
-      `p.json:3: $.tasks.super_glue[0] "dpr" is a registered super_glue task without train and ` +
-      "validation files (train-only: a profile adds it with extraTrainTasks), so it cannot be " +
+      `p.json:3: $.tasks.super_glue[0] "dpr" is a registered super_glue task without both train ` +
+      "and validation files (train-only: a profile adds it with extraTrainTasks), so it cannot be " +
       `trained and scored; known: ${TRAINABLE_TASKS.super_glue.join(", ")}`,
     ],
   ];

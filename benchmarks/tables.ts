@@ -1024,8 +1024,13 @@ export const SCORE_PARAM_COLUMNS: readonly string[] = [
  * to 4 decimals. `params.csv` and `scores.csv` both show these numbers.
  */
 function paramCells(c: Cell): [number, number, number] {
+  return paramValues(c).map(r4) as [number, number, number];
+}
+
+/** {@link paramCells} unrounded: the ratio to the backbone, extra % and trained-per-task %. */
+function paramValues(c: Cell): [number, number, number] {
   const p = c.runs[0]!.params;
-  return [r4(p.total / (p.total - p.extra)), r4(p.extraPct), r4(p.trainedPerTaskPct)];
+  return [p.total / (p.total - p.extra), p.extraPct, p.trainedPerTaskPct];
 }
 
 /**
@@ -1165,6 +1170,8 @@ export function paramsTable(
   paper: readonly PaperRow[],
   accounting?: AccountingFn,
 ): Table {
+  /** Each row's unrounded ratio, extra % and trained-per-task %, by row index. */
+  const unrounded = new Map<number, readonly [number, number, number]>();
   const rows: Table = [[
     "source",
     "model",
@@ -1195,6 +1202,7 @@ export function paramsTable(
     for (const model of PUBLISHED_PRESETS) {
       for (const [label, m, cfg] of ANALYTIC_VARIANTS) {
         const a = accounting(PRESETS[model], m, cfg, 8);
+        unrounded.set(rows.length, [a.ratio, a.extraPct, a.trainedPerTaskPct]);
         rows.push([
           "analytic",
           model,
@@ -1228,6 +1236,7 @@ export function paramsTable(
       const r = c.runs[0]!;
       const p = r.params;
       const [ratio, extraPct, trainedPerTaskPct] = paramCells(c);
+      unrounded.set(rows.length, paramValues(c));
       rows.push([
         ...runRowKey(g, c.benchmark),
         // The tasks its parameters were counted for: a train-only one (DPR) has variables too,
@@ -1252,7 +1261,33 @@ export function paramsTable(
       ]);
     }
   }
-  return withPaperDisagreements(rows);
+  return withPaperDisagreements(rows, unrounded);
+}
+
+/**
+ * `<name> <value><unit> here at <n> decimals, not <paper><unit>` where `value`, rounded half away
+ * from zero to the paper figure's decimals, is not that figure; undefined where it is, or where
+ * there is no figure (`paper` empty). `params.csv` and `ablation.csv` round the value itself, not
+ * their cells (4 and 3 decimals), since rounding twice can land on the other side.
+ *
+ * @param name the column named in the note
+ * @param value the row's value, unrounded
+ * @param paper the paper's figure as written (its decimals are the precision compared at)
+ * @param unit what follows each number (`x` for a ratio)
+ * @returns the note, or undefined
+ */
+export function paperDiffers(
+  name: string,
+  value: number,
+  paper: string,
+  unit: string,
+): string | undefined {
+  if (paper === "") return undefined;
+  const digits = paper.split(".")[1]?.length ?? 0;
+  const here = roundHalfAway(value, digits);
+  return here === Number(paper)
+    ? undefined
+    : `${name} ${here.toFixed(digits)}${unit} here at ${digits} decimals, not ${paper}${unit}`;
 }
 
 /**
@@ -1261,7 +1296,10 @@ export function paramsTable(
  * 1.02`): the paper's row is its configuration, which for HyperPrompt is not fully known (its l,
  * b, t; README "Methods"), so a figure shown is no claim that the suite's default reproduces it.
  */
-function withPaperDisagreements(rows: Table): Table {
+function withPaperDisagreements(
+  rows: Table,
+  unrounded: ReadonlyMap<number, readonly [number, number, number]>,
+): Table {
   const head = rows[0] as string[];
   const col = (name: string) => head.indexOf(name);
   const pairs = [
@@ -1271,14 +1309,11 @@ function withPaperDisagreements(rows: Table): Table {
   ] as const;
   return rows.map((row, i) => {
     if (i === 0) return row;
-    const differs = pairs.flatMap(([ours, theirs]) => {
+    const differs = pairs.flatMap(([ours, theirs], k) => {
       const paper = String(row[col(theirs)] ?? "");
-      if (paper === "") return [];
-      const digits = paper.split(".")[1]?.length ?? 0;
-      const here = roundHalfAway(Number(row[col(ours)]), digits);
-      return here === Number(paper)
-        ? []
-        : [`${ours} ${here.toFixed(digits)} here at ${digits} decimals, not ${paper}`];
+      // The value itself, not its 4-decimal cell: rounding twice can land on the other side.
+      const d = paperDiffers(ours, unrounded.get(i)?.[k] ?? Number(row[col(ours)]), paper, "");
+      return d === undefined ? [] : [d];
     });
     if (differs.length === 0) return row;
     const out = [...row];
@@ -1557,12 +1592,12 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
   for (const g of groups) {
     // Per benchmark: a method's count depends on the number of tasks (task embeddings, one
     // prompt or adapter per task), which differs between a profile's GLUE and SuperGLUE runs.
-    const xMtl = (b: BenchmarkName): [string, string] => {
+    const xMtl = (b: BenchmarkName): [number | undefined, string] => {
       const c = cellOf(g, b);
-      if (c === undefined) return ["", ""];
+      if (c === undefined) return [undefined, ""];
       const p = c.runs[0]!.params;
       const ref = mtlReference(c, mtlGroups);
-      return [`${(p.total / (ref.total ?? p.total - p.extra)).toFixed(3)}x`, ref.note];
+      return [p.total / (ref.total ?? p.total - p.extra), ref.note];
     };
     // The paper's figure is of its row's configuration, the default: not shown beside another
     // (a run labelled as the paper's row but configured otherwise), as in params.csv.
@@ -1583,22 +1618,17 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
     const [sgX, sgRef] = xMtl("super_glue");
     const paperX = p?.params_ratio ?? "";
     // As params.csv does (withPaperDisagreements): a figure shown beside a count that, rounded as
-    // the paper rounds, is not it says so.
-    const differs = paperX === "" ? [] : ([["glue", glueX], ["super_glue", sgX]] as const).flatMap(
-      ([b, x]) => {
-        if (x === "") return [];
-        const digits = paperX.split(".")[1]?.length ?? 0;
-        const here = roundHalfAway(Number(x.slice(0, -1)), digits);
-        return here === Number(paperX) ? [] : [
-          `${b}_params_x_mtl ${here.toFixed(digits)}x here at ${digits} decimals, not ${paperX}x`,
-        ];
-      },
-    );
+    // the paper rounds, is not it says so (the ratio itself rounded, not its 3-decimal cell).
+    const differs = ([["glue", glueX], ["super_glue", sgX]] as const).flatMap(([b, x]) => {
+      const d = x === undefined ? undefined : paperDiffers(`${b}_params_x_mtl`, x, paperX, "x");
+      return d === undefined ? [] : [d];
+    });
+    const xCell = (x: number | undefined) => x === undefined ? "" : `${x.toFixed(3)}x`;
     rows.push([
       ...groupCells(g),
       JSON.stringify(g.runs[0]!.spec.method.config),
-      glueX,
-      sgX,
+      xCell(glueX),
+      xCell(sgX),
       glueRef,
       sgRef,
       seedsCell(g),

@@ -31,6 +31,7 @@ import {
   loadAccounting,
   main,
   metricsTable,
+  paperDiffers,
   paperMatch,
   type PaperRow,
   paramsPaperMatch,
@@ -1861,6 +1862,19 @@ Deno.test("ablation.csv takes the paper's figure from the row of the same model,
   assert.equal(paperX(find("t5-v1_1-large", "hyperprompt_global")), "");
   // T5 1.0 Base's HyperFormer++ figure (1.02x, HyperFormer++ paper) is not T5 1.1 Base's.
   assert.equal(paperX(find("t5-v1_1-base", "hyperformer_pp")), "");
+});
+
+Deno.test("paperDiffers: the value itself is rounded to the paper's decimals, once (its 3- or 4-decimal cell rounded again could differ)", () => {
+  // 1.0154 is 1.02 at 2 decimals; its 3-decimal cell "1.015" would round to 1.01 (binary 1.01499…).
+  assert.equal(paperDiffers("glue_params_x_mtl", 1.0154, "1.02", "x"), undefined);
+  assert.equal(
+    paperDiffers("glue_params_x_mtl", 1.0149, "1.02", "x"),
+    "glue_params_x_mtl 1.01x here at 2 decimals, not 1.02x",
+  );
+  assert.equal(paperDiffers("ratio", 1.00499, "1.0", ""), undefined);
+  assert.equal(paperDiffers("extra_pct", 0.05, "", ""), undefined, "no figure, no note");
+  assert.equal(paperDiffers("ratio", 1.255, "1.3", ""), undefined);
+  assert.equal(paperDiffers("ratio", 1.24, "1.3", ""), "ratio 1.2 here at 1 decimals, not 1.3");
 });
 
 /** A paper row of T5 1.1 Base's hyperprompt_global labelled `label`, blank but for the given. */

@@ -206,6 +206,42 @@ export class NonFiniteLossError extends Error {
   }
 }
 
+/**
+ * Thrown when an update left trained variables holding NaN or infinity (a loss and gradients that
+ * were finite, an update that overflowed: the last step's, whose loss no later step would
+ * compute), found before the step's evaluation, checkpoint or the end of training; nothing is
+ * evaluated, saved or written for a model in that state. Also thrown on a resume from a
+ * checkpoint holding such variables (saved before this check existed).
+ */
+export class NonFiniteVariablesError extends Error {
+  /**
+   * @param step the step whose update (or checkpoint) left them
+   * @param badVariables the trained variables holding NaN/Inf
+   * @param lastLoss the step's training loss (before its update), if known
+   * @param where `update` (this run's) or a checkpoint folder
+   */
+  constructor(
+    readonly step: number,
+    readonly badVariables: readonly string[],
+    readonly lastLoss: number | undefined,
+    readonly where: string,
+  ) {
+    const list = badVariables.slice(0, 8).join(", ") +
+      (badVariables.length > 8 ? `, … (${badVariables.length})` : "");
+    super(
+      where === "update"
+        ? `benchmarks/trainer.ts: the update of step ${step} left non-finite variables: ${list} ` +
+          `(its training loss ${lastLoss} was finite: the training diverged; a lower learning ` +
+          "rate, train.clipNorm or a warmup keeps updates in range)"
+        : `benchmarks/trainer.ts: ${where} (step ${step}) holds non-finite variables: ${list}: ` +
+          "it was saved after the training diverged, and resuming it would fail again; train " +
+          "the run from step 0 (bench: --restart) with a lower learning rate, train.clipNorm or " +
+          "a warmup",
+    );
+    this.name = "NonFiniteVariablesError";
+  }
+}
+
 /** The trained variables of a method on a backbone: trainable backbone weights + method weights. */
 export function trainedVariables(
   model: T5Model,
@@ -1156,6 +1192,12 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
             );
             unusableSteps.add(s.step);
           }
+          // Saved after a divergence (before afterStep checked for it): refused, not skipped for
+          // an older one, from which the same steps would diverge again.
+          const diverged = await nonFiniteNames(ck.variables);
+          if (diverged.length > 0) {
+            throw new NonFiniteVariablesError(ck.step, diverged, undefined, ck.dir);
+          }
           // The source was restored by `check`, the last thing it did before taking `ck`.
           for (const [n, v] of params) v.assign(ck.variables.get(n)!);
           optimizer.restore(ck.state.optimizerStep as number, ck.slots);
@@ -1221,8 +1263,24 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
       : undefined;
     // When the last checkpoint was saved (or the loop started): the wall-clock interval's origin.
     let savedAt = now();
+    /** The step whose variables {@link checkVariables} last found finite. */
+    let checkedStep = -1;
+    /**
+     * The variables the last update left, checked before anything evaluates, saves or returns
+     * them (once per step): a step's loss is computed before its update, so the last update's
+     * result would otherwise go unchecked. Those of the step resumed at were checked at the load.
+     */
+    const checkVariables = async () => {
+      if (step <= resumedFrom || checkedStep === step) return;
+      const bad = await nonFiniteNames(params);
+      if (bad.length > 0) {
+        throw new NonFiniteVariablesError(step, bad, losses.at(-1)?.loss, "update");
+      }
+      checkedStep = step;
+    };
     /** Saves a checkpoint of `step` and records it as the newest (`saved`). */
     const saveStep = async () => {
+      await checkVariables();
       const dir = await saveCheckpoint(o.checkpointDir!, {
         variables: params,
         slots: optimizer.slots(),
@@ -1329,6 +1387,7 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
      * evaluation, which nothing in the evaluation changes.
      */
     const afterStep = async (evaluationDue: boolean): Promise<void> => {
+      if ((o.evaluate !== undefined && evaluationDue) || step === t.steps) await checkVariables();
       if (o.evaluate && evaluationDue) {
         evalOwed = true;
         o.onEval?.(step);

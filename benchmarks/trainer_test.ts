@@ -22,6 +22,7 @@ import {
   DEFAULT_CHECKPOINT_MINUTES,
   lossAndGrads,
   NonFiniteLossError,
+  NonFiniteVariablesError,
   optimizerConfigFor,
   optimizerSlotShapes,
   requestStop,
@@ -1733,6 +1734,98 @@ Deno.test("train() stops on a non-finite loss with a diagnostic", async () => {
   assert.match(err.message, /non-finite training loss NaN at step 3;/);
   assert.equal(tf.memory().numTensors, before);
   disposeT5(model);
+});
+
+Deno.test("train() refuses the variables the last update left non-finite: no evaluation, no checkpoint of them, an error naming them", async () => {
+  // The last step's loss is finite (computed before its update), so only a check of the
+  // variables sees an update that overflowed; here the update's result is replaced by NaN.
+  const dir = await Deno.makeTempDir();
+  const model = initT5(CONFIG, { seed: 1 });
+  try {
+    const bad = "decoder.final_layer_norm.weight";
+    const evaluated: number[] = [];
+    const before = tf.memory().numTensors;
+    const err = await train(opts(model, {
+      train: { ...SPEC, steps: 2, evalEvery: 1, checkpointEvery: 1 },
+      checkpointDir: dir,
+      runKey: "k",
+      evaluate: (step) => {
+        evaluated.push(step);
+        return Promise.resolve([]);
+      },
+      onStep: (s) => {
+        if (s === 2) {
+          const v = model.params.get(bad)!;
+          const nan = tf.fill(v.shape, NaN);
+          v.assign(nan);
+          nan.dispose();
+        }
+      },
+    })).then(() => undefined, (e) => e);
+    assert.ok(err instanceof NonFiniteVariablesError, String(err));
+    assert.equal(err.step, 2);
+    assert.deepEqual(err.badVariables, [bad]);
+    assert.match(
+      err.message,
+      /^benchmarks\/trainer\.ts: the update of step 2 left non-finite variables: decoder\.final_layer_norm\.weight \(its training loss [0-9.]+ was finite: the training diverged; /,
+    );
+    assert.deepEqual(evaluated, [1], "step 2's model is not evaluated");
+    assert.deepEqual(await listCheckpoints(dir), [1], "nor saved");
+    assert.equal(tf.memory().numTensors, before);
+    // A step with a checkpoint but no evaluation (of 3 steps, evaluated at the last): the save
+    // checks, so no checkpoint of step 2 (whose resume would fail at once).
+    const other = await Deno.makeTempDir();
+    const m3 = initT5(CONFIG, { seed: 1 });
+    try {
+      const err3 = await train(opts(m3, {
+        train: { ...SPEC, steps: 3, evalEvery: 3, checkpointEvery: 1 },
+        checkpointDir: other,
+        runKey: "k",
+        onStep: (s) => {
+          if (s === 2) {
+            const v = m3.params.get(bad)!;
+            const nan = tf.fill(v.shape, NaN);
+            v.assign(nan);
+            nan.dispose();
+          }
+        },
+      })).then(() => undefined, (e) => e);
+      assert.ok(err3 instanceof NonFiniteVariablesError, String(err3));
+      assert.equal(err3.step, 2);
+      assert.deepEqual(await listCheckpoints(other), [1]);
+    } finally {
+      disposeT5(m3);
+      await Deno.remove(other, { recursive: true });
+    }
+    // A checkpoint saved after a divergence (by code before this check): its resume is refused,
+    // naming the folder, not skipped for an older one that would diverge the same way.
+    const ck = await loadCheckpoint(`${dir}/step-00000001`);
+    const nan = tf.fill(ck.variables.get(bad)!.shape, NaN);
+    await saveCheckpoint(dir, {
+      variables: new Map([...ck.variables, [bad, nan]]),
+      slots: ck.slots,
+      state: ck.state,
+    });
+    nan.dispose();
+    disposeCheckpoint(ck);
+    const m = initT5(CONFIG, { seed: 1 });
+    const resumed = await train(opts(m, {
+      train: { ...SPEC, steps: 2, evalEvery: 1, checkpointEvery: 1 },
+      checkpointDir: dir,
+      runKey: "k",
+    })).then(() => undefined, (e) => e);
+    disposeT5(m);
+    assert.ok(resumed instanceof NonFiniteVariablesError, String(resumed));
+    assert.equal(
+      resumed.message,
+      `benchmarks/trainer.ts: ${dir}/step-00000001 (step 1) holds non-finite variables: ${bad}: ` +
+        "it was saved after the training diverged, and resuming it would fail again; train the " +
+        "run from step 0 (bench: --restart) with a lower learning rate, train.clipNorm or a warmup",
+    );
+  } finally {
+    disposeT5(model);
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 /**

@@ -25,7 +25,7 @@ import {
 } from "../model/fs.ts";
 import { sharedPath } from "../model/shared_dir.ts";
 import { decodeUtf8, parseDpr } from "./parse.ts";
-import { evalSplits, getTask, TASKS } from "./registry.ts";
+import { evalSplits, getTask } from "./registry.ts";
 
 /**
  * Default data cache: `$HYPERPROMPT_CACHE/data` when that variable is set, else

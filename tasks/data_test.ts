@@ -281,7 +281,7 @@ Deno.test("chooseDataDir: cache files where the manifest lists them, the mirror 
   }
 });
 
-Deno.test("corpusSplits: the fixed corpus tasks' train and test splits present, never a scored split; a task registered later is not among them", () => {
+Deno.test("corpusSplits: the fixed corpus tasks' train and test splits present, never a scored split (CORPUS_TASKS, not the registry's keys: the registry is frozen, so no test can register a later task)", () => {
   // Every task of the benchmarks, their train-only tasks and diagnostics is a corpus task, and
   // every corpus task is registered; the list is fixed (CORPUS_TASKS), not the registry's keys.
   const named = [

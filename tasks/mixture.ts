@@ -176,7 +176,11 @@ export class MixtureSampler {
     } else if (opts.kind === "temperature") {
       const t = opts.temperature ?? 10;
       if (!(t > 0)) throw new Error(`MixtureSampler: temperature must be > 0, got ${t}`);
-      w = this.sizes.map((n) => (n === 0 ? 0 : Math.pow(n / total, 1 / t)));
+      // (n/total)^(1/t), scaled by the largest task's: the same probabilities, but the largest
+      // weight is 1, so that a tiny temperature cannot underflow every weight to 0 (NaN
+      // probabilities, which sent every batch to the last task): it tends to the largest task.
+      const largest = Math.max(...this.sizes);
+      w = this.sizes.map((n) => (n === 0 ? 0 : Math.pow(n / largest, 1 / t)));
     } else {
       throw new Error(`MixtureSampler: unknown kind ${(opts as { kind: string }).kind}`);
     }

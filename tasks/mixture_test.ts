@@ -106,6 +106,23 @@ Deno.test("temperature T=10: single-task batches, p ∝ (n/N)^(1/T)", () => {
   assert.ok(idxHist.size > 2000, `rte coverage ${idxHist.size}`);
 });
 
+Deno.test("temperature: a tiny T tends to the largest task (its weights do not underflow to NaN); a huge T to uniform", () => {
+  const ds = [{ task: "cola", size: 8551 }, { task: "rte", size: 2490 }];
+  const probs = (temperature: number) =>
+    new MixtureSampler(ds, { kind: "temperature", temperature, seed: 1, batchSize: 2 }).probs;
+  // (n/N)^(1/T) underflowed for both at T = 1e-4: NaN probabilities, every batch from rte.
+  for (const t of [1e-4, 1e-3, 1e-6]) assert.deepEqual(probs(t), [1, 0], `T=${t}`);
+  const huge = probs(1e308);
+  assert.ok(Math.abs(huge[0]! - 0.5) < 1e-12 && Math.abs(huge[1]! - 0.5) < 1e-12, `${huge}`);
+  const s = new MixtureSampler(ds, {
+    kind: "temperature",
+    temperature: 1e-4,
+    seed: 1,
+    batchSize: 2,
+  });
+  for (let b = 0; b < 50; b++) assert.equal(s.nextBatch()[0]!.task, 0);
+});
+
 for (const kind of ["proportional", "temperature"] as const) {
   Deno.test(`${kind}: state()/restore() continues the identical stream`, () => {
     const ds = [{ task: "a", size: 5 }, { task: "b", size: 13 }, { task: "c", size: 0 }, {
