@@ -2901,6 +2901,18 @@ Deno.test("main(): a backend asked for by name that cannot start here is refused
       /HYPERPROMPT_NO_BLAS="true" must be 1 \(wasm without OpenBLAS\)/,
     );
     assert.equal(calls.length, 2);
+    // "auto" always starts something (cpu at worst): a probe that fails is no refusal.
+    const auto = capture();
+    assert.equal(
+      await withEnv(
+        { HYPERPROMPT_BACKEND: undefined },
+        () => main(args("f", "auto"), { ...auto.opts, runOne, probe }),
+      ),
+      0,
+      auto.err.join("\n"),
+    );
+    assert.equal(calls.length, 4);
+    assert.ok(!auto.err.some((l) => /cannot start here/.test(l)), auto.err.join("\n"));
     // Without --profile, the default profile's backend is resolved the same way: a dry run warns.
     const dflt = capture();
     assert.equal(
@@ -3021,6 +3033,14 @@ Deno.test("main(): the disk space the runs write at once into --out: said by a d
       /; 1000 B free there: a run that fills the disk fails there \(what was written before is kept\); free space, or choose another --out$/,
     );
     assert.equal(calls.length, 2, "a warning, not a refusal");
+    // With --resume, runs whose results are kept write nothing more: no warning of them.
+    const resumed = capture();
+    assert.equal(
+      await main(args("c", ["--resume"]), { ...resumed.opts, runOne, freeDiskBytes: disk(1000) }),
+      0,
+    );
+    assert.equal(calls.length, 2, "nothing trained again");
+    assert.deepEqual(resumed.err.filter((l) => /disk/.test(l)), []);
     // A dry run on that disk warns too (not a note).
     const small = capture();
     assert.equal(

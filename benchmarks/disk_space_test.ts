@@ -89,6 +89,16 @@ Deno.test("estimateDiskNeed: the largest run's checkpoints (3 at once) plus ever
   });
   assert.equal(diskNeedLine(nothing, "out", 1, NAME), undefined);
   assert.equal(diskSpaceWarning(nothing, "out", 0, NAME), undefined);
+  // A run that writes nothing is not "of unknown size" for want of an estimate.
+  assert.equal(estimateDiskNeed([none], () => undefined).unknown, 0);
+  // Runs that write but are all of unknown size: a dry run still says so.
+  const onlyUnknown = estimateDiskNeed([unknown], () => undefined);
+  assert.equal(onlyUnknown.bytes, 0);
+  assert.equal(
+    diskNeedLine(onlyUnknown, "out", 5e9, NAME),
+    "disk: the runs write up to about 0 B at once in out (1 run(s) of unknown size not " +
+      "counted); 5.0 GB free there",
+  );
 });
 
 Deno.test("diskNeedLine / diskSpaceWarning: what is written where and why; a warning only below the need", () => {

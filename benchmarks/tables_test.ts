@@ -1916,6 +1916,29 @@ Deno.test("ablation.csv: of two matching ablation rows, the one with a ratio is 
   );
 });
 
+Deno.test('ablation.csv: a count that rounds to the paper\'s figure says no "differs"; one that does not, does', async () => {
+  const rs = await runs([
+    spec8("ablation", "t5-v1_1-base", "hyperprompt_global", "HyperPrompt-Global", 0, "glue"),
+  ]);
+  const row = (figure: string) => {
+    const t = ablationTable(rs, [
+      globalRow("ablation", "HyperPrompt-Global", { params_ratio: figure }),
+    ]);
+    const head = t[0] as string[];
+    const r = t[1]!;
+    return {
+      x: String(r[head.indexOf("glue_params_x_mtl")]),
+      note: String(r[head.indexOf("paper_row")]),
+    };
+  };
+  // Relative to the backbone (no MTL run): 1.007x, which is 1.01 at two decimals.
+  const same = row("1.01");
+  assert.match(same.x, /^1\.00[5-9]x$/);
+  assert.doesNotMatch(same.note, /differs/, same.note);
+  const other = row("1.03");
+  assert.match(other.note, /; differs: glue_params_x_mtl 1\.01x here at 2 decimals, not 1\.03x$/);
+});
+
 Deno.test("params.csv: a run row matching two tables takes the one with a parameter figure, whatever their scores", () => {
   // Kills the mutant dropping params' figures from paramsPaperMatch's paperMatch call (the score
   // figures, which differ here, would make it ambiguous).

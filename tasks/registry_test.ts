@@ -303,6 +303,18 @@ Deno.test("checkTaskRegistry: a classify entry's labels, fields and metrics must
       { labelKind: "bool", labelWords: ["False", "True", "Maybe"], labelMap: undefined },
       /TASKS\.rte2\.labelWords has 3 words; labelKind "bool" has 2 classes/,
     ],
+    [
+      { labelKind: "bool", labelWords: ["True"], labelMap: undefined },
+      /TASKS\.rte2\.labelWords has 1 words; labelKind "bool" has 2 classes/,
+    ],
+    [
+      { labelKind: "int", labelWords: ["a", "b", "c"], labelMap: undefined },
+      /TASKS\.rte2\.labelWords has 3 words; labelKind "int" has 2 classes/,
+    ],
+    [
+      { labelWords: [], labelMap: {} },
+      /TASKS\.rte2\.labelKind and labelWords are needed: the task has metrics/,
+    ],
     [{ labelField: undefined }, /TASKS\.rte2\.labelField is missing; labelKind is "map"/],
     [
       { labelKind: undefined, labelMap: undefined },
@@ -326,6 +338,23 @@ Deno.test("checkTaskRegistry: a classify entry's labels, fields and metrics must
         groupMetrics: ["f1"],
       },
       /metrics\[0\] "f1" needs 2 label words \(binary F1 of the second class\), not 3/,
+    ],
+    [
+      { labelWords: ["a"], labelMap: { a: 0 }, metrics: ["f1"], groupMetrics: ["f1"] },
+      /metrics\[0\] "f1" needs 2 label words \(binary F1 of the second class\), not 1/,
+    ],
+    [
+      {
+        labelWords: ["a", "b", "c", "d"],
+        labelMap: { a: 0, b: 1, c: 2, d: 3 },
+        metrics: ["mean_3class_f1"],
+        groupMetrics: ["mean_3class_f1"],
+      },
+      /metrics\[0\] "mean_3class_f1" needs 3 label words \(the mean F1 of 3 classes\), not 4/,
+    ],
+    [
+      { metrics: ["accuracy_mismatched"], groupMetrics: ["accuracy_mismatched"] },
+      /metrics\[0\] "accuracy_mismatched" needs a validation file of split "validation_mismatched"/,
     ],
     // scoreTask returns nothing for these without their splits or field: no score at all.
     [
