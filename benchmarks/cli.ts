@@ -272,7 +272,8 @@ checkpoint of it, no other run starts, no tables or gate are written, and bench
 exits 130 (SIGINT) or 143 (SIGTERM); --resume with the same flags continues from that step
 (redoing an abandoned evaluation first). After the run's last checkpoint, the run writes its
 result, then bench stops with the same code. A second signal stops at once (the steps since the
-run's last checkpoint are lost). At other times (downloads, pretraining, runs without
+run's last checkpoint are lost); signals that arrive during a step's computation are seen when it
+ends, together (SIGKILL stops at once). SIGHUP is not handled: use nohup or tmux. At other times (downloads, pretraining, runs without
 checkpoints, between runs) a signal stops at once, with the same exit codes.
 
 Exit codes: 0 success, 1 a failure while working (a run failed, the tables could not be written,
