@@ -2340,25 +2340,25 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     if (configRefusal !== undefined && !values["dry-run"]) {
       throw new UsageError(`Refused before training: ${configRefusal}`);
     }
-    // The runs that will train: with --resume, not those whose result is kept (a dry run counts
-    // every run).
+    // The runs that will train: with --resume, not those whose result runGrid will keep (a result
+    // it retrains, malformed, edited, its checkpoint or data changed, is not kept here either; a
+    // checkpoint hashed here is not hashed again: model/checkpoint.ts fileDigest). A dry run
+    // plans the same runs (their backend, disk).
     let toRun: RunSpec[] = [...specs];
+    if (values.resume === true) {
+      toRun = [];
+      for (const s of specs) {
+        if (await readFinished(values.out, s, dataDir) === undefined) toRun.push(s);
+      }
+    }
     if (!values["dry-run"]) {
       // A malformed task file fails every run that reads it at its start: refused now. With
       // --resume, the runs whose result runGrid will keep are skipped, so their files are not
-      // read; a result it retrains (malformed, edited, its checkpoint or data changed) is not
-      // kept here either (a checkpoint hashed here is not hashed again: model/checkpoint.ts fileDigest).
-      toRun = [];
+      // read.
       // Without --resume a run's result already in --out (another backend's, say) is replaced.
-      let replaced = 0;
-      for (const s of specs) {
-        if (values.resume !== true) {
-          toRun.push(s);
-          if (existsSync(join(values.out, runFileName(s)))) replaced++;
-        } else if (await readFinished(values.out, s, dataDir) === undefined) {
-          toRun.push(s);
-        }
-      }
+      const replaced = values.resume === true
+        ? 0
+        : specs.filter((s) => existsSync(join(values.out, runFileName(s)))).length;
       if (replaced > 0) {
         error(
           `note: ${replaced} run(s) of the grid have a result in ${values.out} already: they ` +

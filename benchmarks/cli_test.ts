@@ -2870,6 +2870,13 @@ Deno.test("main(): a backend asked for by name that cannot start here is refused
     );
     assert.equal(calls.length, 2, "nothing trained again");
     assert.ok(!kept.err.some((l) => /cannot start here/.test(l)), kept.err.join("\n"));
+    // Its dry run plans the same: no warning of a refusal the run would not make.
+    const keptDry = capture();
+    assert.equal(
+      await main(args("done", "webgpu", ["--resume", "--dry-run"]), { ...keptDry.opts, probe }),
+      0,
+    );
+    assert.ok(!keptDry.err.some((l) => /cannot start here/.test(l)), keptDry.err.join("\n"));
     // wasm+blas with BLAS turned off: refused too (its runs would each fail at their start).
     const b = capture();
     assert.equal(

@@ -21,9 +21,10 @@ export * from "./runner.ts";
 /** Trains and evaluates one run: what `runGrid` takes as `runOne` (`run_one.ts`). */
 export { runOne } from "./run_one.ts";
 /**
- * What `runOne` throws when a run cannot finish (a NaN or infinite loss, gradient norm or updated variable, a stop
- * request such as Ctrl-C, a lost run claim), and the stop request itself (`trainer.ts`,
- * `run_claim.ts`): a caller driving its own runs tells them from a bug by `instanceof`.
+ * What `runOne` throws when a run cannot finish (a NaN or infinite loss, gradient norm or updated
+ * variable, a stop request such as Ctrl-C, a lost run claim), and the stop request itself
+ * (`trainer.ts`, `run_claim.ts`): a caller driving its own runs tells them from a bug by
+ * `instanceof`.
  */
 export {
   type BatchSource,

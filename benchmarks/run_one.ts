@@ -452,6 +452,7 @@ function checkpointRecord(
  *   step (or evaluation) in progress, saving no checkpoint and writing no test prediction
  * @returns the run's result
  * @throws NonFiniteLossError (from the trainer) on a NaN/Inf loss; the caller writes no row
+ * @throws NonFiniteVariablesError (from the trainer) on NaN/Inf weights after an update
  * @throws ClaimLostError once `opts.claimLost` gives a reason
  */
 export async function runOne(

@@ -1496,7 +1496,11 @@ export function validateTrain(
     schedule,
     // The optimizers' own bound (benchmarks/optim.ts): refused here, naming the field, before any
     // run rather than by each run at its first step.
-    weightDecay: num(get("weightDecay"), src, p("weightDecay"), { min: 0, max: 1e3 }),
+    weightDecay: num(get("weightDecay"), src, p("weightDecay"), {
+      min: 0,
+      max: 1e3,
+      maxWhy: "the optimizers' bound, benchmarks/optim.ts",
+    }),
     steps: num(get("steps"), src, p("steps"), { int: true, min: 1 }),
     batchSize: dim(get("batchSize"), src, p("batchSize"), 1),
     maxInputLength: dim(get("maxInputLength"), src, p("maxInputLength"), 2),

@@ -337,7 +337,11 @@ Deno.test("numbers in a profile: finite, integers exact (at most 2^53 - 1), tens
       `must be <= 2147483647 (${dimWhy}), got 4294967296`,
     ],
     // The optimizers' bound, here rather than at each run's first step (exit 1, no field named).
-    [text(`"weightDecay": 1e308`), "t.json:7: $.train.weightDecay", "must be <= 1000, got 1e+308"],
+    [
+      text(`"weightDecay": 1e308`),
+      "t.json:7: $.train.weightDecay",
+      "must be <= 1000 (the optimizers' bound, benchmarks/optim.ts), got 1e+308",
+    ],
   ];
   for (const [json, where, reason] of cases) {
     assert.throws(

@@ -1939,6 +1939,38 @@ Deno.test('ablation.csv: a count that rounds to the paper\'s figure says no "dif
   assert.match(other.note, /; differs: glue_params_x_mtl 1\.01x here at 2 decimals, not 1\.03x$/);
 });
 
+Deno.test("params.csv and ablation.csv compare the ratio itself with the paper's figure, not its rounded cell", async () => {
+  // 1.01500003 is 1.02 at two decimals; its cells (1.015, 1.015x) would round to 1.01 (binary
+  // 1.01499…), a "differs" that is not so.
+  const [r] = await runs([
+    spec8("ablation", "t5-v1_1-base", "hyperprompt_global", "HyperPrompt-Global", 0, "glue"),
+  ]);
+  const withRatio = (extra: number) => withParams(r!, 1e8 + extra, extra, 1e8 + extra);
+  const paper = [globalRow("ablation", "HyperPrompt-Global", { params_ratio: "1.02" })];
+  const paramsRow = (x: RunResult) => {
+    const t = paramsTable([x], paper);
+    const head = t[0] as string[];
+    const row = t.slice(1).find((row) => row[head.indexOf("source")] === "run:ablation/glue")!;
+    return { ratio: row[head.indexOf("ratio")], note: String(row[head.indexOf("paper_row")]) };
+  };
+  const ablationRow = (x: RunResult) => {
+    const t = ablationTable([x], paper);
+    const head = t[0] as string[];
+    return {
+      x: t[1]![head.indexOf("glue_params_x_mtl")],
+      note: String(t[1]![head.indexOf("paper_row")]),
+    };
+  };
+  const at = withRatio(1_500_003);
+  assert.equal(paramsRow(at).ratio, 1.015);
+  assert.doesNotMatch(paramsRow(at).note, /differs/);
+  assert.equal(ablationRow(at).x, "1.015x");
+  assert.doesNotMatch(ablationRow(at).note, /differs/);
+  const below = withRatio(1_490_000);
+  assert.match(paramsRow(below).note, /; differs: ratio 1\.01 here at 2 decimals, not 1\.02$/);
+  assert.match(ablationRow(below).note, /; differs: glue_params_x_mtl 1\.01x here/);
+});
+
 Deno.test("params.csv: a run row matching two tables takes the one with a parameter figure, whatever their scores", () => {
   // Kills the mutant dropping params' figures from paramsPaperMatch's paperMatch call (the score
   // figures, which differ here, would make it ambiguous).

@@ -234,9 +234,9 @@ export class NonFiniteVariablesError extends Error {
           `(its training loss ${lastLoss} was finite: the training diverged; a lower learning ` +
           "rate, train.clipNorm or a warmup keeps updates in range)"
         : `benchmarks/trainer.ts: ${where} (step ${step}) holds non-finite variables: ${list}: ` +
-          "it was saved after the training diverged, and resuming it would fail again; train " +
-          "the run from step 0 (bench: --restart) with a lower learning rate, train.clipNorm or " +
-          "a warmup",
+          "it was saved after the training diverged, and resuming it would fail again; its " +
+          "settings diverge (bench: --restart trains it from step 0; a lower learning rate, " +
+          "train.clipNorm or a warmup is another run)",
     );
     this.name = "NonFiniteVariablesError";
   }
@@ -1071,6 +1071,8 @@ function checkSlots(
  * @param o model, method, hyperparameters, batches and callbacks
  * @returns losses, evaluations and throughput
  * @throws NonFiniteLossError on a NaN/Inf loss or gradient norm (nothing is updated at that step)
+ * @throws NonFiniteVariablesError when an update left NaN/Inf variables (found before the step's
+ *   evaluation, checkpoint or the end), or the checkpoint resumed from holds them
  */
 export async function train(o: TrainOptions): Promise<TrainOutcome> {
   const t = o.train;

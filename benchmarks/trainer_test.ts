@@ -1797,6 +1797,46 @@ Deno.test("train() refuses the variables the last update left non-finite: no eva
       disposeT5(m3);
       await Deno.remove(other, { recursive: true });
     }
+    // Without checkpoints the checks before an evaluation and at the end stand alone: the first
+    // update (nothing evaluated), a middle one (evaluated up to it), the last one of a library
+    // caller that neither evaluates nor saves (NaN weights never returned as trained).
+    for (
+      const [spec, poisonAt, evaluates, wantEvaluated] of [
+        [{ ...SPEC, steps: 1, evalEvery: 1, checkpointEvery: 0 }, 1, true, []],
+        [{ ...SPEC, steps: 3, evalEvery: 1, checkpointEvery: 0 }, 2, true, [1]],
+        [{ ...SPEC, steps: 2, evalEvery: 1, checkpointEvery: 0 }, 2, false, []],
+      ] as const
+    ) {
+      const m = initT5(CONFIG, { seed: 1 });
+      const seen: number[] = [];
+      try {
+        const e = await train(opts(m, {
+          train: spec,
+          ...(evaluates
+            ? {
+              evaluate: (step: number) => {
+                seen.push(step);
+                return Promise.resolve([]);
+              },
+            }
+            : {}),
+          onStep: (s) => {
+            if (s === poisonAt) {
+              const v = m.params.get(bad)!;
+              const nan = tf.fill(v.shape, NaN);
+              v.assign(nan);
+              nan.dispose();
+            }
+          },
+        })).then(() => undefined, (x) => x);
+        const what = `steps ${spec.steps}, poisoned at ${poisonAt}`;
+        assert.ok(e instanceof NonFiniteVariablesError, `${what}: ${e}`);
+        assert.equal(e.step, poisonAt, what);
+        assert.deepEqual(seen, wantEvaluated, what);
+      } finally {
+        disposeT5(m);
+      }
+    }
     // A checkpoint saved after a divergence (by code before this check): its resume is refused,
     // naming the folder, not skipped for an older one that would diverge the same way.
     const ck = await loadCheckpoint(`${dir}/step-00000001`);
@@ -1819,8 +1859,9 @@ Deno.test("train() refuses the variables the last update left non-finite: no eva
     assert.equal(
       resumed.message,
       `benchmarks/trainer.ts: ${dir}/step-00000001 (step 1) holds non-finite variables: ${bad}: ` +
-        "it was saved after the training diverged, and resuming it would fail again; train the " +
-        "run from step 0 (bench: --restart) with a lower learning rate, train.clipNorm or a warmup",
+        "it was saved after the training diverged, and resuming it would fail again; its " +
+        "settings diverge (bench: --restart trains it from step 0; a lower learning rate, " +
+        "train.clipNorm or a warmup is another run)",
     );
   } finally {
     disposeT5(model);

@@ -179,8 +179,9 @@ export class MixtureSampler {
       // (n/total)^(1/t), scaled by the largest task's: the same probabilities, but the largest
       // weight is 1, so that a tiny temperature cannot underflow every weight to 0 (NaN
       // probabilities, which sent every batch to the last task): it tends to the largest task.
+      // Through the logarithm: below ~5.6e-309, 1/t is Infinity and 1^Infinity is NaN.
       const largest = Math.max(...this.sizes);
-      w = this.sizes.map((n) => (n === 0 ? 0 : Math.pow(n / largest, 1 / t)));
+      w = this.sizes.map((n) => (n === 0 ? 0 : Math.exp(Math.log(n / largest) / t)));
     } else {
       throw new Error(`MixtureSampler: unknown kind ${(opts as { kind: string }).kind}`);
     }

@@ -111,7 +111,7 @@ Deno.test("temperature: a tiny T tends to the largest task (its weights do not u
   const probs = (temperature: number) =>
     new MixtureSampler(ds, { kind: "temperature", temperature, seed: 1, batchSize: 2 }).probs;
   // (n/N)^(1/T) underflowed for both at T = 1e-4: NaN probabilities, every batch from rte.
-  for (const t of [1e-4, 1e-3, 1e-6]) assert.deepEqual(probs(t), [1, 0], `T=${t}`);
+  for (const t of [1e-4, 1e-3, 1e-6, 5e-324]) assert.deepEqual(probs(t), [1, 0], `T=${t}`);
   const huge = probs(1e308);
   assert.ok(Math.abs(huge[0]! - 0.5) < 1e-12 && Math.abs(huge[1]! - 0.5) < 1e-12, `${huge}`);
   const s = new MixtureSampler(ds, {
