@@ -1736,6 +1736,17 @@ Deno.test("train() stops on a non-finite loss with a diagnostic", async () => {
   disposeT5(model);
 });
 
+/** An `onStep` that fills `name` of `model` with NaN after step `step`'s update (an overflow). */
+function poisonAt(model: T5Model, step: number, name: string): (s: number) => void {
+  return (s) => {
+    if (s !== step) return;
+    const v = model.params.get(name)!;
+    const nan = tf.fill(v.shape, NaN);
+    v.assign(nan);
+    nan.dispose();
+  };
+}
+
 Deno.test("train() refuses the variables the last update left non-finite: no evaluation, no checkpoint of them, an error naming them", async () => {
   // The last step's loss is finite (computed before its update), so only a check of the
   // variables sees an update that overflowed; here the update's result is replaced by NaN.
@@ -1753,14 +1764,7 @@ Deno.test("train() refuses the variables the last update left non-finite: no eva
         evaluated.push(step);
         return Promise.resolve([]);
       },
-      onStep: (s) => {
-        if (s === 2) {
-          const v = model.params.get(bad)!;
-          const nan = tf.fill(v.shape, NaN);
-          v.assign(nan);
-          nan.dispose();
-        }
-      },
+      onStep: poisonAt(model, 2, bad),
     })).then(() => undefined, (e) => e);
     assert.ok(err instanceof NonFiniteVariablesError, String(err));
     assert.equal(err.step, 2);
@@ -1781,14 +1785,7 @@ Deno.test("train() refuses the variables the last update left non-finite: no eva
         train: { ...SPEC, steps: 3, evalEvery: 3, checkpointEvery: 1 },
         checkpointDir: other,
         runKey: "k",
-        onStep: (s) => {
-          if (s === 2) {
-            const v = m3.params.get(bad)!;
-            const nan = tf.fill(v.shape, NaN);
-            v.assign(nan);
-            nan.dispose();
-          }
-        },
+        onStep: poisonAt(m3, 2, bad),
       })).then(() => undefined, (e) => e);
       assert.ok(err3 instanceof NonFiniteVariablesError, String(err3));
       assert.equal(err3.step, 2);
@@ -1801,7 +1798,7 @@ Deno.test("train() refuses the variables the last update left non-finite: no eva
     // update (nothing evaluated), a middle one (evaluated up to it), the last one of a library
     // caller that neither evaluates nor saves (NaN weights never returned as trained).
     for (
-      const [spec, poisonAt, evaluates, wantEvaluated] of [
+      const [spec, poisonStep, evaluates, wantEvaluated] of [
         [{ ...SPEC, steps: 1, evalEvery: 1, checkpointEvery: 0 }, 1, true, []],
         [{ ...SPEC, steps: 3, evalEvery: 1, checkpointEvery: 0 }, 2, true, [1]],
         [{ ...SPEC, steps: 2, evalEvery: 1, checkpointEvery: 0 }, 2, false, []],
@@ -1820,18 +1817,11 @@ Deno.test("train() refuses the variables the last update left non-finite: no eva
               },
             }
             : {}),
-          onStep: (s) => {
-            if (s === poisonAt) {
-              const v = m.params.get(bad)!;
-              const nan = tf.fill(v.shape, NaN);
-              v.assign(nan);
-              nan.dispose();
-            }
-          },
+          onStep: poisonAt(m, poisonStep, bad),
         })).then(() => undefined, (x) => x);
-        const what = `steps ${spec.steps}, poisoned at ${poisonAt}`;
+        const what = `steps ${spec.steps}, poisoned at ${poisonStep}`;
         assert.ok(e instanceof NonFiniteVariablesError, `${what}: ${e}`);
-        assert.equal(e.step, poisonAt, what);
+        assert.equal(e.step, poisonStep, what);
         assert.deepEqual(seen, wantEvaluated, what);
       } finally {
         disposeT5(m);
