@@ -273,8 +273,9 @@ exits 130 (SIGINT) or 143 (SIGTERM); --resume with the same flags continues from
 (redoing an abandoned evaluation first). After the run's last checkpoint, the run writes its
 result, then bench stops with the same code. A second signal stops at once (the steps since the
 run's last checkpoint are lost); signals that arrive during a step's computation are seen when it
-ends, together (SIGKILL stops at once). SIGHUP is not handled: use nohup or tmux. At other times (downloads, pretraining, runs without
-checkpoints, between runs) a signal stops at once, with the same exit codes.
+ends, together (SIGKILL stops at once). SIGHUP is not handled: use nohup or tmux. At other times
+(downloads, pretraining, runs without checkpoints, between runs) a signal stops at once, with the
+same exit codes.
 
 Exit codes: 0 success, 1 a failure while working (a run failed, the tables could not be written,
 data still missing after the download), 2 bad arguments or profile, or a GPU or wasm run that

@@ -26,7 +26,7 @@ export const CHECKPOINTS_AT_ONCE = 3;
 export interface DiskNeed {
   /** The total: {@link checkpointBytes} plus {@link keptWeightsBytes}. */
   readonly bytes: number;
-  /** The largest run's checkpoints at once ({@link CHECKPOINTS_AT_ONCE}); 0 when none writes any. */
+  /** The largest run's checkpoints at once ({@link CHECKPOINTS_AT_ONCE}); 0 where none writes. */
   readonly checkpointBytes: number;
   /** The run of {@link checkpointBytes}. */
   readonly largest: RunSpec | undefined;

@@ -411,8 +411,8 @@ async function probeWebGpu(): Promise<AdapterProbe> {
       ok: false,
       fallback: false,
       description: "",
-      why:
-        `requestAdapter() returned null (no GPU driver; check DENO_WEBGPU_BACKEND${webgpuBackendEnvNote()})`,
+      why: "requestAdapter() returned null (no GPU driver; check DENO_WEBGPU_BACKEND" +
+        `${webgpuBackendEnvNote()})`,
     };
   }
   const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
