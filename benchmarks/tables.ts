@@ -1170,8 +1170,6 @@ export function paramsTable(
   paper: readonly PaperRow[],
   accounting?: AccountingFn,
 ): Table {
-  /** Each row's unrounded ratio, extra % and trained-per-task %, by row index. */
-  const unrounded = new Map<number, readonly [number, number, number]>();
   const rows: Table = [[
     "source",
     "model",
@@ -1193,16 +1191,29 @@ export function paramsTable(
     "config",
   ]];
   // The paper's trained-per-task % only beside a row that trains the same part of the backbone.
-  const paperCells = (row: Parameters<typeof paramsPaperMatch>[1]) => {
+  // `paper_row` says where the row's own value (its ratio, extra %, trained-per-task %, unrounded:
+  // rounding its 4-decimal cell again could land on the other side) is not the figure beside it,
+  // at the paper's precision (`…; differs: ratio 1.01 here at 2 decimals, not 1.02`): the paper's
+  // row is its configuration, which for HyperPrompt is not fully known (its l, b, t; README
+  // "Methods"), so a figure shown is no claim that the suite's default reproduces it.
+  const paperCells = (
+    row: Parameters<typeof paramsPaperMatch>[1],
+    values: readonly [number, number, number],
+  ) => {
     const { row: p, note } = paramsPaperMatch(paper, row);
     if (p === undefined) return ["", "", "", "", note];
-    return [...paramsFigures(p, row.method, row.config), p.source, note];
+    const figures = paramsFigures(p, row.method, row.config);
+    const names = ["ratio", "extra_pct", "trained_per_task_pct"] as const;
+    return [
+      ...figures,
+      p.source,
+      withDiffers(note, names.map((name, k) => paperDiffers(name, values[k]!, figures[k]!, ""))),
+    ];
   };
   if (accounting) {
     for (const model of PUBLISHED_PRESETS) {
       for (const [label, m, cfg] of ANALYTIC_VARIANTS) {
         const a = accounting(PRESETS[model], m, cfg, 8);
-        unrounded.set(rows.length, [a.ratio, a.extraPct, a.trainedPerTaskPct]);
         rows.push([
           "analytic",
           model,
@@ -1223,7 +1234,7 @@ export function paramsTable(
             method: m,
             config: cfg,
             tasks: PAPER_TASKS,
-          }),
+          }, [a.ratio, a.extraPct, a.trainedPerTaskPct]),
           "",
         ]);
       }
@@ -1236,7 +1247,6 @@ export function paramsTable(
       const r = c.runs[0]!;
       const p = r.params;
       const [ratio, extraPct, trainedPerTaskPct] = paramCells(c);
-      unrounded.set(rows.length, paramValues(c));
       rows.push([
         ...runRowKey(g, c.benchmark),
         // The tasks its parameters were counted for: a train-only one (DPR) has variables too,
@@ -1256,12 +1266,12 @@ export function paramsTable(
           method: g.method,
           config: r.spec.method.config,
           tasks: conditionedTasks(r.spec).length,
-        }),
+        }, paramValues(c)),
         c.config,
       ]);
     }
   }
-  return withPaperDisagreements(rows, unrounded);
+  return rows;
 }
 
 /**
@@ -1291,35 +1301,12 @@ export function paperDiffers(
 }
 
 /**
- * `params.csv` with each `paper_row` that is shown beside a figure the row's own value does not
- * reproduce at the paper's precision saying so (`…; differs: ratio 1.01 here at 2 decimals, not
- * 1.02`): the paper's row is its configuration, which for HyperPrompt is not fully known (its l,
- * b, t; README "Methods"), so a figure shown is no claim that the suite's default reproduces it.
+ * A `paper_row` note with the {@link paperDiffers} notes that are there appended
+ * (`…; differs: a, b`), or as it is when there are none.
  */
-function withPaperDisagreements(
-  rows: Table,
-  unrounded: ReadonlyMap<number, readonly [number, number, number]>,
-): Table {
-  const head = rows[0] as string[];
-  const col = (name: string) => head.indexOf(name);
-  const pairs = [
-    ["ratio", "paper_ratio"],
-    ["extra_pct", "paper_extra_pct"],
-    ["trained_per_task_pct", "paper_trained_per_task_pct"],
-  ] as const;
-  return rows.map((row, i) => {
-    if (i === 0) return row;
-    const differs = pairs.flatMap(([ours, theirs], k) => {
-      const paper = String(row[col(theirs)] ?? "");
-      // The value itself, not its 4-decimal cell: rounding twice can land on the other side.
-      const d = paperDiffers(ours, unrounded.get(i)?.[k] ?? Number(row[col(ours)]), paper, "");
-      return d === undefined ? [] : [d];
-    });
-    if (differs.length === 0) return row;
-    const out = [...row];
-    out[col("paper_row")] = `${out[col("paper_row")]}; differs: ${differs.join(", ")}`;
-    return out;
-  });
+function withDiffers(note: string, differs: readonly (string | undefined)[]): string {
+  const said = differs.filter((d) => d !== undefined);
+  return said.length === 0 ? note : `${note}; differs: ${said.join(", ")}`;
 }
 
 /**
@@ -1617,12 +1604,11 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
     const [glueX, glueRef] = xMtl("glue");
     const [sgX, sgRef] = xMtl("super_glue");
     const paperX = p?.params_ratio ?? "";
-    // As params.csv does (withPaperDisagreements): a figure shown beside a count that, rounded as
-    // the paper rounds, is not it says so (the ratio itself rounded, not its 3-decimal cell).
-    const differs = ([["glue", glueX], ["super_glue", sgX]] as const).flatMap(([b, x]) => {
-      const d = x === undefined ? undefined : paperDiffers(`${b}_params_x_mtl`, x, paperX, "x");
-      return d === undefined ? [] : [d];
-    });
+    // As params.csv does: a figure shown beside a count that, rounded as the paper rounds, is
+    // not it says so (the ratio itself rounded, not its 3-decimal cell).
+    const differs = ([["glue", glueX], ["super_glue", sgX]] as const).map(([b, x]) =>
+      x === undefined ? undefined : paperDiffers(`${b}_params_x_mtl`, x, paperX, "x")
+    );
     const xCell = (x: number | undefined) => x === undefined ? "" : `${x.toFixed(3)}x`;
     rows.push([
       ...groupCells(g),
@@ -1636,7 +1622,7 @@ export function ablationTable(results: readonly RunResult[], paper: readonly Pap
       ...averageCells(g, "super_glue"),
       paperX ? `${paperX}x` : "",
       p?.source ?? "",
-      differs.length === 0 ? paperNote : `${paperNote}; differs: ${differs.join(", ")}`,
+      withDiffers(paperNote, differs),
       configCell(g),
       ...provenanceCells(g),
     ]);
