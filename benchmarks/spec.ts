@@ -21,7 +21,6 @@ import {
   getTask,
   hasTrainAndValidation,
   taskInBenchmark,
-  TASKS,
 } from "../tasks/registry.ts";
 import type { TaskFile, TaskSplit } from "../tasks/types.ts";
 import { nearestName } from "../model/usage.ts";
@@ -1753,9 +1752,12 @@ export function resolveListedTask(
   }
   const hit = find(benchmark);
   if (hit !== undefined) return { task: hit };
-  const registered = Object.hasOwn(TASKS, lower) ? TASKS[lower] : undefined;
+  // Resolved as `find` resolves a listed name (aliases, a benchmark marker), among every task
+  // of the benchmark's sources rather than those a profile may list.
+  const named = taskInBenchmark(benchmark, bareTaskName(name), sources);
+  const registered = named === undefined ? undefined : getTask(named);
   if (
-    registered !== undefined && registered.benchmark === benchmark &&
+    registered !== undefined &&
     (registered.trainOnly === true || !hasTrainAndValidation(registered))
   ) {
     // A registered task a profile cannot list: a test-only diagnostic (AX), a train-only task.

@@ -864,6 +864,14 @@ Deno.test("listed tasks: any registered task with train and validation files; th
         TRAINABLE_TASKS.glue.join(", ")
       }`,
     ],
+    // Named as a listed task is (a benchmark marker, any case).
+    [
+      { glue: ["GLUE/AX"] },
+      `p.json:3: $.tasks.glue[0] "GLUE/AX" is a registered glue task without both train and ` +
+      `validation files, so it cannot be trained and scored; known: ${
+        TRAINABLE_TASKS.glue.join(", ")
+      }`,
+    ],
     [
       { super_glue: ["dpr"] },
       `p.json:3: $.tasks.super_glue[0] "dpr" is a registered super_glue task without both train ` +
