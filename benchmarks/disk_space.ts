@@ -41,16 +41,13 @@ export interface DiskNeed {
 /**
  * The bytes of a run's kept weights (`run_one.ts` `saveFinalWeights`): the method's variables, and
  * where any backbone weight was trained the backbone's Hugging Face state dict (float32; its
- * tokenizer file beside it is not counted). An estimate without the breakdown: every parameter.
+ * tokenizer file beside it is not counted).
  *
  * @param e the run's memory estimate
  * @returns bytes
  */
 export function keptWeightsOf(e: MemoryEstimate): number {
-  const { method, trainedBackbone, backboneStateDict, total } = e.params;
-  if (method === undefined || trainedBackbone === undefined || backboneStateDict === undefined) {
-    return 4 * total;
-  }
+  const { method, trainedBackbone, backboneStateDict } = e.params;
   return 4 * (method + (trainedBackbone > 0 ? backboneStateDict : 0));
 }
 

@@ -46,9 +46,13 @@ function spec(
   return { ...s, id: runId(s) };
 }
 
-/** An estimate with only the fields the disk need reads (the rest are not read). */
+/**
+ * An estimate with only the fields the disk need reads (the rest are not read): a trained
+ * backbone of `total` parameters (its state dict too), no method variables.
+ */
 function est(trained: number, total: number, optimizerState: number): MemoryEstimate {
-  return { params: { trained, total }, optimizerState } as unknown as MemoryEstimate;
+  const params = { trained, total, method: 0, trainedBackbone: trained, backboneStateDict: total };
+  return { params, optimizerState } as unknown as MemoryEstimate;
 }
 
 const NAME = (s: RunSpec) => `run ${s.method.label}`;

@@ -416,9 +416,9 @@ export interface MemoryEstimate {
   readonly params: {
     readonly total: number;
     readonly trained: number;
-    readonly method?: number;
-    readonly trainedBackbone?: number;
-    readonly backboneStateDict?: number;
+    readonly method: number;
+    readonly trainedBackbone: number;
+    readonly backboneStateDict: number;
   };
   /**
    * What the estimate of a method other than the built-in ones assumes or cannot count, one line
