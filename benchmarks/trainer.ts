@@ -159,6 +159,13 @@ export class MixtureBatches implements BatchSource {
   }
 }
 
+/** Tensor names for an error message: the first 8, then how many in all; `none` for none. */
+function nameList(xs: readonly string[]): string {
+  return xs.length === 0
+    ? "none"
+    : xs.slice(0, 8).join(", ") + (xs.length > 8 ? `, … (${xs.length})` : "");
+}
+
 /**
  * Thrown when the loss or the gradient norm is NaN or infinite; no result should be written. The
  * message names which of the two was not finite (a finite loss with NaN gradients is reported as
@@ -183,10 +190,6 @@ export class NonFiniteLossError extends Error {
     readonly badGradients: readonly string[],
     readonly gradNorm: number,
   ) {
-    const list = (xs: readonly string[]) =>
-      xs.length === 0
-        ? "none"
-        : xs.slice(0, 8).join(", ") + (xs.length > 8 ? `, … (${xs.length})` : "");
     // Finite gradients whose squares sum past float32's largest value (an element above about
     // 1.8e19) make an infinite norm that no gradient list would explain.
     const overflow = badGradients.length === 0 && gradNorm === Infinity
@@ -199,8 +202,8 @@ export class NonFiniteLossError extends Error {
       `benchmarks/trainer.ts: ${what}; batch tasks: ${
         [...new Set(taskNames)].join(", ")
       }; last finite loss: ${lastFiniteLoss ?? "none"}; non-finite variables: ${
-        list(badVariables)
-      }; non-finite gradients: ${list(badGradients)}`,
+        nameList(badVariables)
+      }; non-finite gradients: ${nameList(badGradients)}`,
     );
     this.name = "NonFiniteLossError";
   }
@@ -226,8 +229,7 @@ export class NonFiniteVariablesError extends Error {
     readonly lastLoss: number | undefined,
     readonly where: string,
   ) {
-    const list = badVariables.slice(0, 8).join(", ") +
-      (badVariables.length > 8 ? `, … (${badVariables.length})` : "");
+    const list = nameList(badVariables);
     super(
       where === "update"
         ? `benchmarks/trainer.ts: the update of step ${step} left non-finite variables: ${list} ` +
