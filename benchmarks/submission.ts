@@ -734,6 +734,17 @@ export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
     log(line);
     notes.push(line);
   }
+  // Predictions of a task no leaderboard file takes (a custom task, another benchmark's) are not
+  // used: said, so that a row's missing work is not mistaken for a written file.
+  const onBoard = new Set(SUBMISSION_FILES[opts.criteria.benchmark].map((f) => f.task));
+  const board = boardName(opts.criteria.benchmark);
+  for (const [task, src] of sources) {
+    if (onBoard.has(task)) continue;
+    const line = `${task}: the test predictions of ${basename(src.file)} are not used: no ` +
+      `${board} leaderboard file takes ${task}`;
+    log(line);
+    notes.push(line);
+  }
   for (const [task, ids] of used) {
     const extra = [...predCache.get(task)!.keys()].filter((id) => !ids.has(id));
     if (extra.length > 0) {
@@ -775,6 +786,11 @@ export async function buildSubmission(opts: BuildOptions): Promise<Submission> {
   return { files, missing, replaced, clipped };
 }
 
+/** A leaderboard's name as its site writes it. */
+function boardName(benchmark: BenchmarkName): string {
+  return benchmark === "glue" ? "GLUE" : "SuperGLUE";
+}
+
 /** A file's count of replaced predictions, and of clipped ones where there are some. */
 function replacedText(f: SubmissionFile, c: ConvertedFile): string {
   if (f.format === "text") return "any text is an answer: nothing replaced";
@@ -809,7 +825,7 @@ function readme(
   anyClipped: boolean,
 ): string {
   const s = parts[0]!.spec;
-  const board = opts.criteria.benchmark === "glue" ? "GLUE" : "SuperGLUE";
+  const board = boardName(opts.criteria.benchmark);
   return [
     // An hf model or backbone by its whole reference: its folder name alone may be two folders'.
     `${board} leaderboard submission: ${s.profile} / ${whole(s.model)} / ${

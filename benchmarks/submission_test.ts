@@ -360,6 +360,44 @@ Deno.test("GLUE: STS-B predictions all in [0, 5]: README.txt has no line on clip
   }
 });
 
+Deno.test("predictions of a task no leaderboard file takes are said to be unused, in the log and README.txt", async () => {
+  const data = await dataDir(GLUE_REAL);
+  const runs = await Deno.makeTempDir();
+  try {
+    const file = await writeRun(
+      runs,
+      fakeSpec("p", "tiny-v1_1", "mtl", "mtl", 0, "glue", "random", { tasks: ["rte"] }),
+      data,
+      ["rte"],
+      // A file entry of a SuperGLUE task in a GLUE row (its file is never read).
+      (r) => {
+        const tp = r.testPredictions as { files: Record<string, unknown> };
+        tp.files.boolq = { step: 2, examples: 3 };
+      },
+    );
+    const log: string[] = [];
+    const sub = await buildSubmission({
+      runs,
+      criteria: { benchmark: "glue", method: "mtl" },
+      dataDir: data,
+      allowMissing: true,
+      allowPartial: true, // WNLI's synthetic test file
+      log: (s) => log.push(s),
+    });
+    const line = `boolq: the test predictions of ${
+      basename(file)
+    } are not used: no GLUE leaderboard file takes boolq`;
+    assert.equal(log.filter((l) => l === line).length, 1, log.join("\n"));
+    assert.ok(sub.files.get("README.txt")!.includes(`\n  ${line}\n`), sub.files.get("README.txt"));
+    // Tasks a leaderboard file takes get no such line.
+    assert.deepEqual(log.filter((l) => l.includes("are not used")), [line]);
+    assert.ok(sub.files.has("RTE.tsv"));
+  } finally {
+    await Deno.remove(runs, { recursive: true });
+    await Deno.remove(data, { recursive: true });
+  }
+});
+
 Deno.test("SuperGLUE: every official file; idx from the test files, MultiRC nested, label formats", async () => {
   const data = await dataDir(SG_REAL);
   const runs = await Deno.makeTempDir();
