@@ -16,6 +16,7 @@ import {
   PERF_USAGE,
   type PerfReport,
   planWasmT5,
+  probeMatMulSeconds,
   type StepResult,
   stepsNote,
   timeMatMul,
@@ -1054,6 +1055,21 @@ Deno.test(
     );
   },
 );
+
+Deno.test("probeMatMulSeconds(): a positive time; no tensor left, also when the product throws", async () => {
+  await tf.setBackend("cpu");
+  const before = tf.memory().numTensors;
+  const s = await probeMatMulSeconds(8);
+  assert.ok(s > 0 && Number.isFinite(s), String(s));
+  assert.equal(tf.memory().numTensors, before);
+  // A kernel that fails (a device lost mid-probe): the operands are still freed.
+  await withKernel(tf.getBackend(), "BatchMatMul", () => () => {
+    throw new Error("device lost");
+  }, async () => {
+    await assert.rejects(() => probeMatMulSeconds(8), /device lost/);
+  });
+  assert.equal(tf.memory().numTensors, before);
+});
 
 Deno.test("matmulReps(): about 2 s of products; 1 a batch when that exceeds --max-seconds; skipped when 1 does", () => {
   // The first size: nothing known (est 0) but the product timed first (bound).
