@@ -64,6 +64,7 @@ import cliProgress from "cli-progress";
 import { isUnpublishedPreset, preset, type T5Config, t5ConfigFromHf } from "../model/config.ts";
 import { parseJsonFile } from "../model/json.ts";
 import { ignoreFileSizeSignal } from "../model/file_size_signal.ts";
+import { guardNodeStderr } from "../model/stderr.ts";
 import {
   backendFromEnv,
   backendHint,
@@ -1255,6 +1256,8 @@ export function progressReporter(total: number, tty: boolean, stream?: Writable)
   log: (line: string) => void;
   stop: () => void;
 } {
+  // A closed stderr pipe (`bench … 2>&1 | head`) drops the bars instead of ending the run.
+  if (stream === undefined) guardNodeStderr();
   const multi = new cliProgress.MultiBar({
     clearOnComplete: false,
     // Neither the hidden cursor nor wrapping turned off would be given back on Ctrl-C.

@@ -65,6 +65,7 @@ import { loadProfile } from "./profile.ts";
 import { Writable } from "node:stream";
 import process from "node:process";
 import { countingRunOne, fakeRunOne } from "./_fake_run_one.ts";
+import { closedStderr } from "../model/stderr_testing.ts";
 import { metricsTable, toCsv, writeTables } from "./tables.ts";
 import { DownloadError, type DownloadOptions, type TaskResult } from "../tasks/download.ts";
 
@@ -1718,6 +1719,25 @@ Deno.test("fmtDuration() rounds before splitting into units: no 2m60s or 1h60m",
     [3600 + 2 * 60 + 10, "1h02m"],
   ];
   for (const [s, want] of cases) assert.equal(fmtDuration(s), want, String(s));
+});
+
+Deno.test("progressReporter() on stderr: a closed pipe (bench … 2>&1 | head) drops the lines and bars, the run goes on", async () => {
+  const cli = new URL("./cli.ts", import.meta.url).href;
+  const out = await closedStderr(`
+import { progressReporter } from ${JSON.stringify(cli)};
+console.error("first");
+await new Promise((r) => setTimeout(r, 300));
+const r = progressReporter(3, false);
+for (let i = 0; i < 20; i++) {
+  r.log(\`line \${i}\\n\`);
+  await new Promise((r) => setTimeout(r, 10));
+}
+r.stop();
+await new Promise((r) => setTimeout(r, 100));
+console.log("survived");
+`);
+  assert.equal(out.code, 0, `${out.stdout}\n${out.stderr}`);
+  assert.equal(out.stdout, "survived\n");
 });
 
 Deno.test("progressReporter(): runs skipped as done leave the grid bar, whose ETA stays unknown until a run it trains is done", async () => {

@@ -90,6 +90,7 @@ import { parseJsonFile } from "../model/json.ts";
 import { ignoreFileSizeSignal } from "../model/file_size_signal.ts";
 import { readEnv } from "../model/env.ts";
 import { sha256File } from "../model/hash.ts";
+import { writeStderr } from "../model/stderr.ts";
 
 // The transport (timeouts, retries, Range resume) lives in model/http.ts, shared with the hub
 // download; these names are still exported from here.
@@ -1110,7 +1111,6 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
   const tasks = selectTasks(opts.tasks, opts.taskSources ?? TASK_SOURCES);
   const resolved = resolveEndpoints(opts.endpoints, opts.endpointsFrom);
   await Deno.mkdir(cacheDir, { recursive: true });
-  const enc = new TextEncoder();
   const ctx: Ctx = {
     cacheDir,
     endpoints: resolved.endpoints,
@@ -1120,7 +1120,8 @@ export async function download(opts: DownloadOptions): Promise<TaskResult[]> {
     idleTimeoutMs: opts.idleTimeoutMs ?? IDLE_TIMEOUT_MS,
     quiet: opts.quiet ?? false,
     log: opts.log ?? ((l) => {
-      if (!opts.quiet) Deno.stderr.writeSync(enc.encode(l + "\n"));
+      // A closed stderr pipe drops the line (model/stderr.ts), as console.error does.
+      if (!opts.quiet) writeStderr(l + "\n");
     }),
     fetch: opts.fetch ?? fetch,
     countRows: opts.countRows ?? countRowsBytes,

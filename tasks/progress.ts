@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { writeStderr } from "../model/stderr.ts";
 
 /** A running progress display. */
 export interface Progress {
@@ -37,8 +38,8 @@ export function createProgress(
   opts: ProgressOptions = {},
 ): Progress {
   if (opts.quiet) return { update() {}, finish() {} };
-  const enc = new TextEncoder();
-  const write = opts.write ?? ((s: string) => Deno.stderr.writeSync(enc.encode(s)));
+  // A closed stderr pipe drops the line (model/stderr.ts), as console.error does.
+  const write = opts.write ?? ((s: string) => void writeStderr(s));
   const tty = opts.tty ?? Deno.stderr.isTerminal();
   let tot = total;
   let last = 0;

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { createProgress } from "./progress.ts";
+import { closedStderr } from "../model/stderr_testing.ts";
 
 Deno.test("progress without a terminal: start line, quarter lines, final line", () => {
   const out: string[] = [];
@@ -68,4 +69,21 @@ Deno.test("progress on a terminal redraws at most every 100 ms: the first update
   assert.deepEqual(drawnAt, [0, 100, 250, 350]);
   assert.equal(out.length, drawnAt.length + 1, "and finish() draws the last line");
   assert.equal(out.at(-1), `\ry [${"-".repeat(24)}] 0% 2.0 KiB/976.6 KiB\x1b[K\n`);
+});
+
+Deno.test("createProgress() on stderr: a closed pipe (download … 2>&1 | head) drops its lines, the download goes on", async () => {
+  const progress = new URL("./progress.ts", import.meta.url).href;
+  const out = await closedStderr(`
+import { createProgress } from ${JSON.stringify(progress)};
+console.error("first");
+await new Promise((r) => setTimeout(r, 300));
+for (let i = 0; i < 10; i++) {
+  const p = createProgress(\`file \${i}\`, 100, { tty: false });
+  p.update(50);
+  p.finish();
+}
+console.log("survived");
+`);
+  assert.equal(out.code, 0, `${out.stdout}\n${out.stderr}`);
+  assert.equal(out.stdout, "survived\n");
 });
