@@ -92,7 +92,13 @@ import {
   resolveEndpoints,
   type TaskResult,
 } from "../tasks/download.ts";
-import { builtInNameNote, listProfiles, loadProfile, profilePath } from "./profile.ts";
+import {
+  builtInNameNote,
+  isProfileName,
+  listProfiles,
+  loadProfile,
+  profilePath,
+} from "./profile.ts";
 import {
   type DefaultDataRoots,
   defaultTaskCatalog,
@@ -1770,6 +1776,13 @@ export function parseBenchArgs(args: string[]): BenchArgs {
     tool: "deno task bench",
     options: OPTIONS,
     takes: VALUE_OF,
+    paths: {
+      profile: (v) => !isProfileName(v),
+      "data-dir": true,
+      out: true,
+      compare: true,
+      tables: true,
+    },
     unknownFlag: (name) =>
       name === "tasks"
         ? "the profile chooses the tasks (a profile JSON file through --profile PATH; " +

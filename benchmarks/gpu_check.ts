@@ -1904,6 +1904,7 @@ export async function main(
       tool: "deno run -A benchmarks/gpu_check.ts",
       options: GPU_CHECK_FLAGS,
       takes: GPU_CHECK_TAKES,
+      paths: { out: true },
     });
   } catch (e) {
     // The tool's errors all start with its file.

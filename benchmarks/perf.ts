@@ -1079,6 +1079,7 @@ export async function main(args: string[]): Promise<PerfReport> {
     tool: "deno task perf",
     options: PERF_FLAGS,
     takes: PERF_TAKES,
+    paths: { "out-dir": true },
     // "" measures none of them (the other kind only), as PERF_USAGE says; both: refused below.
     allowEmpty: ["sizes", "workloads"],
   });

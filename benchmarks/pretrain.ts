@@ -1267,6 +1267,7 @@ export async function main(args: string[], opts: PretrainMainOptions = {}): Prom
         backend: BACKEND_NAMES.join("|"),
         "cache-dir": "a folder",
       },
+      paths: { "data-dir": true, corpus: true, tokenizer: true, "cache-dir": true },
     });
     // Pairs where one flag would be dropped without a word: refused, naming what each one does.
     if (values.tokenizer !== undefined && values["vocab-size"] !== undefined) {

@@ -153,6 +153,17 @@ export function listProfiles(builtIn: string = PROFILES_DIR): string[] {
 }
 
 /**
+ * Whether `--profile`'s value is a built-in profile's name (`ci`), not a file's path (`ci.json`,
+ * `./ci`, `profiles/x.json`).
+ *
+ * @param nameOrPath the value as given
+ * @returns true for a name
+ */
+export function isProfileName(nameOrPath: string): boolean {
+  return /^[A-Za-z0-9_.-]+$/.test(nameOrPath) && !nameOrPath.endsWith(".json");
+}
+
+/**
  * The file a profile argument refers to: a built-in name (`smoke`) or a path to a JSON file.
  *
  * @param nameOrPath `--profile` value
@@ -161,7 +172,7 @@ export function listProfiles(builtIn: string = PROFILES_DIR): string[] {
  * @throws Error listing the built-in profiles when a name is unknown
  */
 export function profilePath(nameOrPath: string, builtIn: string = PROFILES_DIR): string {
-  if (/^[A-Za-z0-9_.-]+$/.test(nameOrPath) && !nameOrPath.endsWith(".json")) {
+  if (isProfileName(nameOrPath)) {
     const known = listProfiles(builtIn);
     if (!known.includes(nameOrPath)) {
       throw new Error(

@@ -992,6 +992,7 @@ async function submissionCommand(args: string[], log: (s: string) => void): Prom
       "data-dir": "a folder",
       out: "a folder",
     },
+    paths: { runs: true, "data-dir": true, out: true },
   });
   for (const k of ["runs", "benchmark", "method", "out"] as const) {
     if (v[k] === undefined) {

@@ -1837,6 +1837,7 @@ async function tablesCommand(
       help: { type: "boolean", short: "h", default: false },
     },
     takes: { runs: "a folder of run result JSONs or a JSON file", out: "a folder" },
+    paths: { runs: true, out: true },
   });
   const runs = values.runs ?? [DEFAULT_RUNS];
   refuseRepeatedFolders("--runs", runs);

@@ -2626,3 +2626,33 @@ Deno.test("metrics.csv: each metric of each task at each seed's best step, mean 
   // Header only without results; written by writeTables beside scores.csv.
   assert.deepEqual(metricsTable([]), [head]);
 });
+
+Deno.test("deno task tables from a subfolder: a relative --runs is read from the shell's folder (INIT_CWD), not the repository root", async () => {
+  const out = await Deno.makeTempDir();
+  try {
+    const root = fileURLToPath(new URL("..", import.meta.url));
+    const run = (runs: string) =>
+      new Deno.Command(Deno.execPath(), {
+        args: ["task", "-q", "tables", "--runs", runs, "--out", out],
+        cwd: join(root, "benchmarks"),
+        env: { NO_COLOR: "1" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+    const td = new TextDecoder();
+    const ok = await run("../results/baselines/ci");
+    assert.equal(ok.code, 0, td.decode(ok.stderr));
+    assert.ok(await pathExists(join(out, "scores.csv")));
+    // The repository root's spelling is not the shell's: refused, naming the folder looked for.
+    const bad = await run("results/baselines/ci");
+    assert.equal(bad.code, 2, td.decode(bad.stdout));
+    assert.match(
+      td.decode(bad.stderr),
+      new RegExp(
+        `--runs ${join(root, "benchmarks", "results", "baselines", "ci")}: no such folder`,
+      ),
+    );
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});

@@ -198,6 +198,7 @@ export async function main(args: string[]): Promise<TuneResult> {
       candidates: "choice names, comma-separated, e.g. stock,t64/k8",
       out: "the table's JSON file",
     },
+    paths: { out: true },
   });
   const quick = values.quick;
   const reps = positiveInt(values.reps ?? (quick ? "1" : "20"), "--reps");

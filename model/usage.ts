@@ -37,8 +37,9 @@
  * @module
  */
 
-import { resolve } from "node:path";
+import { isAbsolute, resolve } from "node:path";
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
+import { readEnv } from "./env.ts";
 
 /** Exit code of a command refused for its arguments, before any work started. */
 export const EXIT_USAGE = 2;
@@ -306,6 +307,40 @@ export interface FlagSpec<O extends ParseArgsOptionsConfig> {
    * `--out ""`, `--out " "`: an unset variable, typically) is refused as a flag without its value.
    */
   readonly allowEmpty?: readonly ValueFlag<O>[];
+  /**
+   * The flags whose value is a path, read as the shell that typed it means it
+   * ({@link shellPath}: from the shell's folder, `~/` from the home folder). `true`: every value; a
+   * function: the values it says are paths (`--profile ci` is a name, `--profile ./ci.json` a
+   * path). A default value is left as it is (the repository root's).
+   */
+  readonly paths?: { readonly [K in ValueFlag<O>]?: true | ((value: string) => boolean) };
+}
+
+/**
+ * A path typed on the command line, as the shell meant it: `deno task` runs a tool in the
+ * repository root (the folder of `deno.json`), not the shell's folder, which it passes as
+ * `INIT_CWD` (as `npm run` does); a relative path is resolved from there, when it is another
+ * folder (otherwise returned as typed). A leading `~` or `~/` (a shell leaves it unexpanded in
+ * `--out=~/runs`) is the home folder (`HOME`). An absolute path is returned as it is.
+ *
+ * @example
+ * ```ts
+ * import { shellPath } from "./usage.ts";
+ * console.assert(shellPath("/data/glue") === "/data/glue");
+ * ```
+ *
+ * @param path the path as typed
+ * @returns the path to use in this process
+ */
+export function shellPath(path: string): string {
+  const home = readEnv("HOME");
+  if ((path === "~" || path.startsWith("~/")) && home !== undefined && home !== "") {
+    return home + path.slice(1);
+  }
+  if (isAbsolute(path)) return path;
+  const shell = readEnv("INIT_CWD");
+  if (shell === undefined || shell === "" || resolve(shell) === resolve(".")) return path;
+  return resolve(shell, path);
 }
 
 /** The flags of every tool whose arguments {@link parseFlags} has parsed, by `FlagSpec.tool`. */
@@ -371,7 +406,9 @@ export function nearestName(name: string, names: readonly string[]): string | un
  * but is no flag of the tool (`--out -x`) is refused with the `--flag=value` spelling that passes
  * it, so a flag typed without its value never swallows the next flag; `--out=-x` reaches the
  * tool's own check of the value, as does a dash-led number (`--steps -3`), which no flag
- * resembles. A flag after `--` (which ends the flags) is refused with the advice to drop the `--`. `--help` is an ordinary boolean flag here (`runCli` answers it before parsing).
+ * resembles. A flag after `--` (which ends the flags) is refused with the advice to drop the `--`.
+ * The values of `spec.paths`' flags are read as the shell meant them ({@link shellPath}). `--help`
+ * is an ordinary boolean flag here (`runCli` answers it before parsing).
  *
  * @example
  * ```ts
@@ -490,7 +527,9 @@ export function parseFlags<O extends ParseArgsOptionsConfig>(
       }
       given.set(t.name, value);
     }
-    normalised.push(`${flag}=${value}`);
+    const isPath = spec.paths?.[t.name as ValueFlag<O>];
+    const path = isPath === true || (isPath !== undefined && isPath(value));
+    normalised.push(`${flag}=${path ? shellPath(value) : value}`);
   }
   try {
     return parseArgs({

@@ -1,4 +1,6 @@
 import { deepEqual, equal, ok, throws } from "node:assert/strict";
+import { join, resolve } from "node:path";
+import { withEnv } from "./env_testing.ts";
 import {
   commaList,
   decimalNumber,
@@ -9,6 +11,7 @@ import {
   parseFlags,
   refuseRepeatedFolders,
   runCli,
+  shellPath,
   usageChecked,
   UsageError,
   withHelpPointer,
@@ -270,6 +273,52 @@ Deno.test("parseFlags(): good invocations give parseArgs's values with the defau
       }),
     { message: "--n needs a value (a value); t --help lists the flags" },
   );
+});
+
+Deno.test("shellPath(): relative paths from the shell's folder (INIT_CWD) when it is another; ~ from HOME; absolute ones as they are", async () => {
+  const root = resolve(".");
+  await withEnv({ INIT_CWD: join(root, "benchmarks"), HOME: "/home/u" }, () => {
+    equal(shellPath("../results/baselines/ci"), join(root, "results", "baselines", "ci"));
+    equal(shellPath("x.json"), join(root, "benchmarks", "x.json"));
+    equal(shellPath("/abs/x"), "/abs/x");
+    equal(shellPath("~/runs"), "/home/u/runs");
+    equal(shellPath("~"), "/home/u");
+    // Only "~" and "~/": another user's home or a name starting with "~" is a relative path.
+    equal(shellPath("~bob/x"), join(root, "benchmarks", "~bob", "x"));
+    return Promise.resolve();
+  });
+  // The repository root itself, no INIT_CWD (deno run), or an empty one: as typed.
+  await withEnv({ INIT_CWD: root }, () => Promise.resolve(equal(shellPath("a/b"), "a/b")));
+  await withEnv({ INIT_CWD: undefined }, () => Promise.resolve(equal(shellPath("a/b"), "a/b")));
+  await withEnv({ INIT_CWD: "" }, () => Promise.resolve(equal(shellPath("a/b"), "a/b")));
+  // No HOME: "~/x" is left as typed (relative, then, to the shell's folder).
+  await withEnv(
+    { INIT_CWD: undefined, HOME: undefined },
+    () => Promise.resolve(equal(shellPath("~/x"), "~/x")),
+  );
+});
+
+Deno.test("parseFlags(): spec.paths' values (given, not defaults) are read from the shell's folder; a predicate picks which", async () => {
+  const root = resolve(".");
+  const spec = {
+    ...DEMO,
+    paths: { out: true, tasks: (v: string) => v.includes("/") },
+  } as const;
+  await withEnv({ INIT_CWD: join(root, "sub") }, () => {
+    // The default ("results") is the repository root's, left as it is.
+    equal(parseFlags([], spec).out, "results");
+    equal(parseFlags(["--out", "o"], spec).out, join(root, "sub", "o"));
+    equal(parseFlags(["--out=../o"], spec).out, join(root, "o"));
+    deepEqual(parseFlags(["--tasks", "a", "--tasks=p/q"], spec).tasks, [
+      "a",
+      join(root, "sub", "p", "q"),
+    ]);
+    // A flag not in spec.paths is not touched.
+    equal(parseFlags(["--steps", "s/t"], spec).steps, "s/t");
+    // Given twice in two spellings of one path: compared as typed, refused.
+    throws(() => parseFlags(["--out", "o", "--out", "./o"], spec), /given twice/);
+    return Promise.resolve();
+  });
 });
 
 Deno.test("wrapHelp(): long lines wrap under the option's description column, others two columns in", () => {

@@ -1348,6 +1348,7 @@ export function parseDownloadArgs(args: string[]): DownloadOptions & { help?: bo
       retries: "a whole number of retries, e.g. 3",
       endpoint: `K=URL, K one of ${ENDPOINT_KEYS.join(", ")}`,
     },
+    paths: { "cache-dir": true },
   });
   const o: DownloadOptions & { help?: boolean } = { tasks: [] };
   for (const value of v.tasks ?? []) {
