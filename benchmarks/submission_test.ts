@@ -388,7 +388,8 @@ Deno.test("predictions of a task no leaderboard file takes are said to be unused
       basename(file)
     } are not used: no GLUE leaderboard file takes boolq`;
     assert.equal(log.filter((l) => l === line).length, 1, log.join("\n"));
-    assert.ok(sub.files.get("README.txt")!.includes(`\n  ${line}\n`), sub.files.get("README.txt"));
+    const readme = sub.files.get("README.txt")!;
+    assert.ok(readme.includes(`\n  ${line}\n`), readme);
     // Tasks a leaderboard file takes get no such line.
     assert.deepEqual(log.filter((l) => l.includes("are not used")), [line]);
     assert.ok(sub.files.has("RTE.tsv"));
