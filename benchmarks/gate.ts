@@ -17,7 +17,7 @@ import {
   rejectDuplicates,
   runKey,
 } from "./compare.ts";
-import { listProfiles, loadProfile } from "./profile.ts";
+import { isProfileName, listProfiles, loadProfile } from "./profile.ts";
 import type { RunResult } from "./spec.ts";
 
 /** `deno task gate --help`. */
@@ -30,16 +30,17 @@ Gates run results against a baseline as deno task bench --compare does, training
   --runs DIR        the results to gate: a folder of run result JSONs or a JSON file;
                     repeatable (shards' folders, read as one)
   --profile NAME    built-in profile name or profile JSON file whose tolerances gate (default:
-                    the baseline's profile, when its runs are of one built-in profile)
+                    the baseline's profile, when its runs are of one built-in profile); its name
+                    must be the baseline's runs' profile
   --partial         a baseline run without a result in --runs is no failure (some shards' results)
   --help            this text
 
 Prints the comparison (PASS or FAIL, each failure, notes of scores that moved within tolerance
 and of runs without a baseline run).
 
-Exit codes: 0 the gate passed, 1 an error reading the results, 2 bad arguments (a missing,
-empty or unreadable baseline or --runs, a profile that cannot be read or chosen), 3 the gate
-failed.`;
+Exit codes: 0 the gate passed, 1 an unexpected failure, 2 bad arguments (a missing or empty
+baseline or --runs, a file there that is no run result, a profile that cannot be read or chosen,
+or another profile than the baseline's), 3 the gate failed.`;
 
 /** Exit code of a gate that failed, as `deno task bench --compare`'s. */
 export const EXIT_GATE_FAILED = 3;
@@ -57,8 +58,8 @@ export interface GateMainOptions {
  *
  * @param args command-line arguments
  * @param opts output sinks
- * @returns the exit code (0 passed or `--help`, 1 a failure reading results, 2 bad arguments, 3
- *   the gate failed)
+ * @returns the exit code (0 passed or `--help`, 1 an unexpected failure, 2 bad arguments (the
+ *   results and the profile among them), 3 the gate failed)
  */
 export async function main(args: string[], opts: GateMainOptions = {}): Promise<number> {
   const log = opts.log ?? ((s: string) => console.log(s));
@@ -106,6 +107,7 @@ async function gateCommand(args: string[], log: (s: string) => void): Promise<bo
       runs: "a folder of run result JSONs or a JSON file",
       profile: "a built-in profile name or a profile JSON file",
     },
+    paths: { baseline: true, runs: true, profile: (v) => !isProfileName(v) },
   });
   if (values.baseline === undefined) {
     throw new UsageError(
@@ -148,12 +150,26 @@ async function gateCommand(args: string[], log: (s: string) => void): Promise<bo
     }
     profileName = names[0]!;
   }
-  let tolerances;
+  let profile;
   try {
-    tolerances = (await loadProfile(profileName)).tolerances;
+    profile = await loadProfile(profileName);
   } catch (e) {
     throw new UsageError((e as Error).message, { cause: e });
   }
+  // Another profile's tolerances (`--profile smoke` against ci's baseline: a loose default, no
+  // loss check) would pass what the baseline's own fail.
+  const baselineProfiles = [...new Set(baseline.map((r) => r.spec.profile))].sort();
+  if (!baselineProfiles.includes(profile.name)) {
+    throw new UsageError(
+      `--profile ${profileName}: its tolerances are profile "${profile.name}"'s, but the ` +
+        `baseline's runs are of ${
+          baselineProfiles.length === 1
+            ? `profile "${baselineProfiles[0]}"`
+            : `profiles ${baselineProfiles.map((n) => `"${n}"`).join(", ")}`
+        }: name the baseline's profile (or its JSON file), whose tolerances it was made for`,
+    );
+  }
+  const tolerances = profile.tolerances;
   const cmp = compareResults(current, baseline, tolerances, { partial: values.partial });
   log(formatComparison(cmp));
   return cmp.ok;

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { main } from "./gate.ts";
 import { CI_BASELINE as CI, ciBaselineFiles, fakeRuns, fakeSpec } from "./results_testing.ts";
 import { runFileName } from "./spec.ts";
+import { PROFILES_DIR } from "./profile.ts";
 
 /** `deno task gate` with its output captured. */
 async function gate(args: string[]) {
@@ -122,16 +123,38 @@ Deno.test("deno task gate: bad arguments exit 2 in one line, naming the flag", a
       assert.ok(!r.err.includes("\n"), r.err);
       assert.match(r.err, want);
     }
-    // Named, the profile's tolerances gate it.
+    // Named by its JSON file, the baseline's profile's tolerances gate it.
+    const ci = JSON.parse(await Deno.readTextFile(join(PROFILES_DIR, "ci.json")));
+    await Deno.writeTextFile(join(dir, "mine.json"), JSON.stringify({ ...ci, name: "mine" }));
     const named = await gate([
       "--baseline",
       join(dir, "mine"),
       "--runs",
       join(dir, "mine"),
       "--profile",
-      "ci",
+      join(dir, "mine.json"),
     ]);
     assert.equal(named.code, 0, named.err);
+    // Another profile's tolerances are refused (smoke's would pass what ci's fail).
+    for (
+      const [baseline, profile, of] of [[join(dir, "mine"), "ci", "mine"], [CI, "smoke", "ci"]]
+    ) {
+      const other = await gate([
+        "--baseline",
+        baseline!,
+        "--runs",
+        baseline!,
+        "--profile",
+        profile!,
+      ]);
+      assert.equal(other.code, 2, other.err);
+      assert.equal(
+        other.err,
+        `--profile ${profile}: its tolerances are profile "${profile}"'s, but the baseline's runs ` +
+          `are of profile "${of}": name the baseline's profile (or its JSON file), whose ` +
+          "tolerances it was made for",
+      );
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
