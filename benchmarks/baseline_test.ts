@@ -24,8 +24,15 @@ Deno.test("ci baseline covers the ci grid run for run (same ids) and passes the 
   const c = compareResults(base, base, profile.tolerances);
   assert.equal(c.ok, true);
   assert.equal(c.compared, grid.length);
-  // The gate is tight (see benchmarks/README.md): every step's loss is compared.
-  assert.ok(profile.tolerances.loss !== undefined && profile.tolerances.loss <= 1e-5);
+  // The gate is tight (see benchmarks/README.md): every step's loss and every evaluation's
+  // predictions are compared, scores within half a point. Pinned whole: a tolerance loosened in
+  // the commit under test would pass what the baseline's own fail (h381).
+  assert.deepEqual(profile.tolerances, {
+    default: 0.5,
+    metrics: {},
+    loss: 1e-5,
+    predictions: true,
+  });
   for (const r of base) {
     // Made from a committed tree, so the baseline names the code that produced it.
     assert.equal(r.provenance.gitDirty, false, `${r.spec.id} was made from a dirty tree`);
@@ -34,6 +41,14 @@ Deno.test("ci baseline covers the ci grid run for run (same ids) and passes the 
     // Two evaluations per task, so the best-checkpoint choice is part of what is gated.
     for (const t of r.spec.tasks) {
       assert.ok(r.evals.filter((e) => e.task === t).length >= 2, `${r.spec.id}: ${t} evals`);
+    }
+    // Each evaluation's predictions are recorded, so the gate compares them.
+    for (const e of r.evals) {
+      assert.match(
+        e.predictionsSha256 ?? "",
+        /^[0-9a-f]{64}$/,
+        `${r.spec.id}: ${e.task}@${e.step}`,
+      );
     }
     assert.equal(r.provenance.backend.name, "cpu");
     // Fine-tuned from the offline span-corruption backbone, with its tokenizer.

@@ -16,6 +16,7 @@ import {
   runId,
   type RunResult,
   SpecError,
+  type TaskEval,
   type Tolerances,
   validateRunResult,
 } from "./spec.ts";
@@ -588,6 +589,51 @@ function gateLosses(
 }
 
 /**
+ * The exact evaluation checks of {@link compareResults} under `tolerances.predictions`: every
+ * baseline evaluation (step and task) present, with the same predictions (their sha256) and the
+ * same invalid count, and no evaluation the baseline lacks. Each mismatch is one failure: an
+ * evaluation-only change (decoding, postprocessing, the evaluated examples) shows in every
+ * evaluation of the tasks it touches, also where every score is 0.
+ */
+function gateEvaluations(
+  b: RunResult,
+  c: RunResult,
+  fail: (field: string, bv: number | string, cv: number | string) => void,
+  differs: (field: string, bv: string, cv: string, detail: string) => void,
+  unbased: (field: string, cv: string) => void,
+): void {
+  const key = (e: TaskEval) => `evals[step ${e.step}].${e.task}`;
+  const cur = new Map(c.evals.map((e) => [key(e), e]));
+  const shown = (i: TaskEval["invalid"]) => i === undefined ? "none" : `${i.count}/${i.of}`;
+  for (const be of b.evals) {
+    const k = key(be);
+    const ce = cur.get(k);
+    cur.delete(k);
+    if (ce === undefined) {
+      fail(k, "present", "missing");
+      continue;
+    }
+    if (be.predictionsSha256 === undefined) {
+      if (ce.predictionsSha256 !== undefined) {
+        unbased(`${k}.predictionsSha256`, ce.predictionsSha256.slice(0, 12));
+      }
+    } else if (ce.predictionsSha256 !== be.predictionsSha256) {
+      differs(
+        `${k}.predictionsSha256`,
+        be.predictionsSha256.slice(0, 12),
+        ce.predictionsSha256?.slice(0, 12) ?? "missing",
+        "another prediction (or other evaluated examples), whatever the scores: decoding, " +
+          "postprocessing or the evaluation set changed",
+      );
+    }
+    if (shown(be.invalid) !== shown(ce.invalid)) {
+      fail(`${k}.invalid`, shown(be.invalid), shown(ce.invalid));
+    }
+  }
+  for (const k of cur.keys()) fail(k, "missing", "present");
+}
+
+/**
  * Why two runs' losses may differ whatever the code: they ran on other backends, or on one
  * backend other than tfjs's plain-JavaScript `cpu` on other devices (BLAS and GPU kernels sum in
  * another order per machine); `undefined` when neither. A profile whose backend is `auto` picks
@@ -749,6 +795,7 @@ export function compareResults(
       }
     }
     if (tol.loss !== undefined) gateLosses(b, c, tol.loss, fail, failWhy);
+    if (tol.predictions === true) gateEvaluations(b, c, fail, failWhy, unbased);
     for (const k of ["total", "extra", "trained"] as const) {
       if (c.params[k] !== b.params[k]) fail(`params.${k}`, b.params[k], c.params[k]);
     }

@@ -17,6 +17,7 @@ import { loadProfile } from "./profile.ts";
 import { defaultTaskCatalog, expandGrid } from "./runner.ts";
 import {
   DEFAULT_TRAIN,
+  predictionsDigest,
   runId,
   type RunResult,
   type RunSpec,
@@ -766,6 +767,78 @@ Deno.test("profile tolerances accept a non-negative loss tolerance and name a ba
     () => validateProfile({ ...base, tolerances: { loss: -1 } }, { file: "x.json" }),
     /\$\.tolerances\.loss/,
   );
+});
+
+Deno.test("compareResults() with tolerances.predictions gates every evaluation's predictions and invalid count, not only the best's scores", async () => {
+  const PRED: Tolerances = { ...TOL, predictions: true };
+  // Digests and invalid counts on every evaluation (the fake run records none).
+  const digested = (r: RunResult): RunResult => ({
+    ...r,
+    evals: r.evals.map((e) => ({
+      ...e,
+      invalid: { count: 1, of: 16 },
+      predictionsSha256: predictionsDigest([`${e.task}-0`], [`p${e.step}`]),
+    })),
+  });
+  const base = (await fixtures()).map(digested);
+  assert.equal(compareResults(base, base, PRED).ok, true);
+  const r = base[0]!;
+  const key = runKey(r);
+  // A non-best evaluation: its scores are not gated, its predictions are.
+  const other = r.evals.find((e) => e.step !== r.best[e.task]!.step)!;
+  const field = `evals[step ${other.step}].${other.task}`;
+  const edit = (f: (e: RunResult["evals"][number]) => RunResult["evals"][number]) => [
+    { ...r, evals: r.evals.map((e) => (e === other ? f(e) : e)) },
+    base[1]!,
+  ];
+  const changed = edit((e) => ({ ...e, predictionsSha256: predictionsDigest(["x"], ["y"]) }));
+  const c1 = compareResults(changed, base, PRED);
+  assert.deepEqual(c1.failures.map((f) => [f.run, f.field]), [[key, `${field}.predictionsSha256`]]);
+  assert.match(c1.failures[0]!.detail!, /another prediction/);
+  assert.equal(c1.failures[0]!.baseline, other.predictionsSha256!.slice(0, 12));
+  // Without the tolerance the same change passes (only the best's metrics are gated).
+  assert.equal(compareResults(changed, base, TOL).ok, true);
+  const c2 = compareResults(edit((e) => ({ ...e, invalid: { count: 2, of: 16 } })), base, PRED);
+  assert.deepEqual(c2.failures.map((f) => [f.field, f.baseline, f.current]), [
+    [`${field}.invalid`, "1/16", "2/16"],
+  ]);
+  // An evaluation missing, or one the baseline lacks.
+  const without = { ...r, evals: r.evals.filter((e) => e !== other) };
+  const c3 = compareResults([without, base[1]!], base, PRED);
+  assert.deepEqual(c3.failures.map((f) => [f.field, f.baseline, f.current]), [
+    [field, "present", "missing"],
+  ]);
+  const c4 = compareResults(base, [without, base[1]!], PRED);
+  assert.deepEqual(c4.failures.map((f) => [f.field, f.baseline, f.current]), [
+    [field, "missing", "present"],
+  ]);
+  // A baseline written before the digests: regenerated, not trusted.
+  const old = { ...r, evals: r.evals.map(({ predictionsSha256: _, ...e }) => e) };
+  const c5 = compareResults(base, [old, base[1]!], PRED);
+  assert.ok(c5.failures.length > 0);
+  assert.ok(
+    c5.failures.every((f) =>
+      f.field.endsWith(".predictionsSha256") && f.baseline === "missing" &&
+      /the baseline run lacks it/.test(f.detail ?? "")
+    ),
+    formatComparison(c5),
+  );
+  assert.equal(c5.failures.length, r.evals.length);
+});
+
+Deno.test("profile tolerances: predictions is a boolean (false: left out)", () => {
+  const base = {
+    name: "x",
+    models: ["tiny-v1_1"],
+    benchmarks: ["super_glue"],
+    methods: [{ name: "mtl" }],
+  };
+  const tol = (predictions: unknown) =>
+    validateProfile({ ...base, tolerances: { default: 0.5, predictions } }, { file: "x.json" })
+      .tolerances;
+  assert.equal(tol(true).predictions, true);
+  assert.equal("predictions" in tol(false), false);
+  assert.throws(() => tol("yes"), /\$\.tolerances\.predictions/);
 });
 
 Deno.test("compareResults() fails on every gated count, and on a task, metric or average the current run lacks", async () => {

@@ -15,7 +15,7 @@ import { T5_UNK_SURFACE } from "../model/tokenizer.ts";
 import type { Example, TaskSplit } from "../tasks/types.ts";
 import { BENCHMARK_TASKS } from "../tasks/registry.ts";
 import { benchmarkAverage } from "../tasks/metrics.ts";
-import type { BenchmarkName, BestEval, TaskEval } from "./spec.ts";
+import { type BenchmarkName, type BestEval, predictionsDigest, type TaskEval } from "./spec.ts";
 import { Rng, seedFor } from "./rng.ts";
 import type { SpecialIds } from "./batching.ts";
 import { stopRequested, yieldToEventLoop } from "./trainer.ts";
@@ -366,6 +366,7 @@ export async function evaluate(
       metrics,
       groupScore: opts.scorer.groupScore(set.task, metrics),
       ...(invalid === undefined ? {} : { invalid: { count: invalid, of: predictions.length } }),
+      predictionsSha256: predictionsDigest(set.examples.map((e) => e.id), predictions),
     });
   }
   return out;

@@ -15,7 +15,7 @@ import {
   makeEvalSet,
   type Scorer,
 } from "./evaluator.ts";
-import type { TaskEval } from "./spec.ts";
+import { predictionsDigest, type TaskEval } from "./spec.ts";
 import { benchmarkAverage } from "../tasks/metrics.ts";
 import { BENCHMARK_TASKS } from "../tasks/registry.ts";
 import { clearStopRequest, requestStop } from "./trainer.ts";
@@ -282,7 +282,14 @@ Deno.test("evaluate() batches by length, matches one-by-one decoding, leaks noth
   // Decoded as T5 does: <unk> and the sentinels written as SentencePiece's " ⁇ ", not dropped.
   assert.deepEqual(options, inputs.map(() => ({ skipSpecialTokens: true, unknownAs: " \u2047 " })));
   assert.equal(tf.memory().numTensors, before);
-  assert.deepEqual(r, [{ step: 7, task: "t", metrics: { accuracy: 50, f1: 70 }, groupScore: 60 }]);
+  assert.deepEqual(r, [{
+    step: 7,
+    task: "t",
+    metrics: { accuracy: 50, f1: 70 },
+    groupScore: 60,
+    // The digest of what was scored: each example's id with its prediction.
+    predictionsSha256: predictionsDigest(examples.map((e) => e.id), seen),
+  }]);
   for (let i = 0; i < inputs.length; i++) {
     const ids = tf.tensor2d([inputs[i]!], [1, inputs[i]!.length], "int32");
     const mask = tf.onesLike(ids).toFloat() as tf.Tensor2D;

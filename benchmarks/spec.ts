@@ -349,6 +349,14 @@ export interface Tolerances {
    * the gate also requires the same tokenizer and backbone. Absent: losses are not gated.
    */
   readonly loss?: number;
+  /**
+   * True: every evaluation is gated exactly, not only each task's best: the same evaluations
+   * (step and task), the same predictions ({@link TaskEval.predictionsSha256}) and the same
+   * invalid counts; for baselines that reproduce bit for bit (the `cpu` backend). A change to
+   * decoding, postprocessing or the evaluated examples fails it even where every score is 0.
+   * Absent or false: only the best evaluations' metrics, within their tolerances.
+   */
+  readonly predictions?: boolean;
 }
 
 /** A benchmark profile: the grid models × methods × benchmarks × seeds and its hyperparameters. */
@@ -552,6 +560,42 @@ export interface TaskEval {
    * results written before it was recorded.
    */
   readonly invalid?: InvalidPredictions;
+  /**
+   * The sha256 (hex) of the evaluation's predictions: {@link predictionsDigest} of each scored
+   * example's id and decoded text, in order. The regression gate compares it where the profile's
+   * tolerances say `predictions` (a changed prediction, even one no metric sees); absent in
+   * results written before it was recorded.
+   */
+  readonly predictionsSha256?: string;
+}
+
+/**
+ * The digest of {@link TaskEval.predictionsSha256}: sha256 (hex) of the JSON array of
+ * `[id, prediction]` pairs, in the examples' order.
+ *
+ * @example
+ * ```ts
+ * import { predictionsDigest } from "./spec.ts";
+ * console.assert(predictionsDigest(["a"], ["yes"]) !== predictionsDigest(["a"], ["no"]));
+ * ```
+ *
+ * @param ids the scored examples' ids
+ * @param predictions their decoded predictions, same order and length
+ * @returns 64 hex digits
+ * @throws Error when the lengths differ
+ */
+export function predictionsDigest(
+  ids: readonly string[],
+  predictions: readonly string[],
+): string {
+  if (ids.length !== predictions.length) {
+    throw new Error(
+      `benchmarks/spec.ts predictionsDigest: ${ids.length} ids but ${predictions.length} ` +
+        "predictions",
+    );
+  }
+  const pairs = ids.map((id, i) => [id, predictions[i]]);
+  return createHash("sha256").update(JSON.stringify(pairs)).digest("hex");
 }
 
 /** {@link TaskEval.invalid}: invalid predictions, `count` of `of`. */
@@ -1594,7 +1638,7 @@ function validateTolerances(
 ): Tolerances {
   if (v === undefined) return { default: 0, metrics: {} };
   const o = obj(v, src, path);
-  noExtraKeys(o, ["default", "metrics", "loss"], src, path);
+  noExtraKeys(o, ["default", "metrics", "loss", "predictions"], src, path);
   const metrics: Record<string, number> = {};
   if (o.metrics !== undefined) {
     const m = obj(o.metrics, src, `${path}.metrics`);
@@ -1608,6 +1652,9 @@ function validateTolerances(
     default: num(orDefault(o.default, 0), src, `${path}.default`, { min: 0 }),
     metrics,
     ...(o.loss === undefined ? {} : { loss: num(o.loss, src, `${path}.loss`, { min: 0 }) }),
+    ...(o.predictions === undefined || o.predictions === false
+      ? {}
+      : { predictions: bool(o.predictions, src, `${path}.predictions`) }),
   };
 }
 
@@ -2676,6 +2723,18 @@ export function validateRunResult(raw: unknown, src: Source): RunResult {
     eo.groupScore = score(eo.groupScore, src, `$.evals[${i}].groupScore`);
     scores(eo.metrics, src, `$.evals[${i}].metrics`);
     if (eo.invalid !== undefined) invalidField(eo.invalid, src, `$.evals[${i}].invalid`);
+    if (eo.predictionsSha256 !== undefined) {
+      const p = `$.evals[${i}].predictionsSha256`;
+      if (
+        typeof eo.predictionsSha256 !== "string" || !/^[0-9a-f]{64}$/.test(eo.predictionsSha256)
+      ) {
+        throw new SpecError(
+          src,
+          p,
+          mustBe("64 lowercase hex digits (a sha256)", eo.predictionsSha256),
+        );
+      }
+    }
   });
   scores(o.averages, src, "$.averages");
   const params = obj(o.params, src, "$.params");

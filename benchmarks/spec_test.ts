@@ -12,6 +12,7 @@ import {
   METHOD_NAMES,
   type MethodName,
   normalHfRef,
+  predictionsDigest,
   pretrainReadBy,
   profileNotes,
   resolveListedTask,
@@ -1596,6 +1597,23 @@ Deno.test("validateRunResult() checks provenance, losses and tokenizer, naming t
     (r) => (r.evals[0].invalid = { count: 1, of: 4, pct: 25 }),
     "$.evals[0].invalid.pct is not a known field; known fields: count, of",
   );
+  // The predictions' digest: optional, 64 lowercase hex digits.
+  const withDigest = structuredClone(good);
+  withDigest.evals[0].predictionsSha256 = "ab".repeat(32);
+  validateRunResult(withDigest, { file: "r.json" });
+  // Long values are shown cut to 60 characters.
+  for (
+    const [v, shown] of [
+      ["AB".repeat(32), `"${"AB".repeat(28)}...`],
+      ["ab".repeat(10), `"${"ab".repeat(10)}"`],
+      [7, "7"],
+    ] as const
+  ) {
+    bad(
+      (r) => (r.evals[0].predictionsSha256 = v),
+      `$.evals[0].predictionsSha256 must be 64 lowercase hex digits (a sha256), got ${shown}`,
+    );
+  }
   const firstBest = Object.keys(good.best)[0]!;
   bad(
     (r) => (r.best[firstBest].invalid = 3),
@@ -1900,4 +1918,19 @@ Deno.test("conditionedTasks() / trainedTaskIds(): DPR carries WSC's task id wher
   // No train-only task: the evaluated tasks, ids in order.
   assert.deepEqual(conditionedTasks({ tasks: ["rte", "cola"] }), ["rte", "cola"]);
   assert.deepEqual(trainedTaskIds({ tasks: ["rte", "cola"] }), [0, 1]);
+});
+
+Deno.test("predictionsDigest(): sha256 of the JSON [id, prediction] pairs (Python's json.dumps gives the same bytes); lengths must agree", () => {
+  // python3: hashlib.sha256(json.dumps([["a","yes"],["b","no \u2047"]], separators=(",",":"),
+  // ensure_ascii=False).encode()).hexdigest()
+  assert.equal(
+    predictionsDigest(["a", "b"], ["yes", "no \u2047"]),
+    "3a1f651afafed5cb4ebca0f6eb6420f7abe9e51eccfec33bf166df8e076002ba",
+  );
+  // The order is part of it.
+  assert.notEqual(
+    predictionsDigest(["b", "a"], ["no \u2047", "yes"]),
+    predictionsDigest(["a", "b"], ["yes", "no \u2047"]),
+  );
+  assert.throws(() => predictionsDigest(["a"], []), /1 ids but 0 predictions/);
 });
