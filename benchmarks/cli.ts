@@ -125,6 +125,7 @@ import {
   perTaskTag,
   profileNotes,
   runFileName,
+  runId,
   type RunOneFn,
   type RunProgress,
   type RunResult,
@@ -542,6 +543,45 @@ export function weightsFolder(spec: Pick<RunSpec, "model" | "backbone">): string
  */
 export function readsTaskCorpus(spec: Pick<RunSpec, "model" | "backbone">): boolean {
   return isUnpublishedPreset(spec.model) && typeof spec.backbone === "string";
+}
+
+/**
+ * Why the tables bench writes after its runs would fail on what `outDir` holds already, or
+ * undefined. They read every result there (`tables.ts` `writeTables`), so a JSON file that is no
+ * run result, a second result of one run (a renamed copy, also of a run of this grid), or a result
+ * whose spec was edited stops them once the whole grid has trained. The grid's own result files
+ * are not read here: each run writes its own, or keeps it after `--resume` checked it.
+ *
+ * @param outDir bench's `--out`
+ * @param grid the runs of this bench (all of the profile's selected runs, trained or kept)
+ * @returns the problem, naming the file
+ */
+export async function tablesPreflight(
+  outDir: string,
+  grid: readonly RunSpec[],
+): Promise<string | undefined> {
+  if (!isDirectorySync(outDir)) return undefined;
+  const own = new Map(grid.map((s) => [s.id, runFileName(s)]));
+  let others: RunResult[];
+  try {
+    others = await loadResults(outDir, { except: new Set(own.values()) });
+    rejectDuplicates(others, (r) => r.spec.id, "run id", "remove one (a copy?)");
+  } catch (e) {
+    return (e as Error).message;
+  }
+  for (const r of others) {
+    const hashed = runId(r.spec);
+    if (hashed !== r.spec.id) {
+      return `${resultSource(r)}: its spec hashes to ${hashed}, not to its id ${r.spec.id}: ` +
+        "edited after the run wrote it? Restore the file, or move it out of the folder";
+    }
+    const file = own.get(r.spec.id);
+    if (file !== undefined) {
+      return `${resultSource(r)} is a result of run ${r.spec.id} of this grid, whose own file ` +
+        `is ${file}: two results of one run; remove the copy`;
+    }
+  }
+  return undefined;
 }
 
 /**
@@ -2366,6 +2406,17 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
       toRun = [];
       for (const s of specs) {
         if (await readFinished(values.out, s, dataDir) === undefined) toRun.push(s);
+      }
+    }
+    // The tables after the runs read every result in --out: what would fail them is said now,
+    // not once the whole grid has trained (a dry run warns).
+    if (tablesDir !== undefined) {
+      const why = await tablesPreflight(values.out, specs);
+      if (why !== undefined) {
+        const line = `the tables, written after the runs from every result in --out ` +
+          `${values.out}, would fail: ${why} (--no-tables skips them)`;
+        if (values["dry-run"]) error(`warning: ${line}`);
+        else throw new UsageError(`Refused before training: ${line}`);
       }
     }
     if (!values["dry-run"]) {

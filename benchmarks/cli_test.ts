@@ -1443,17 +1443,79 @@ Deno.test("main() --shard checks no default tables folder: it writes none", () =
 
 Deno.test("main() whose tables fail after the runs says so and exits 1, keeping the results", () =>
   inTinyProfileDir(async ({ profile, out }) => {
-    await Deno.mkdir(out);
-    await Deno.writeTextFile(join(out, "notes.json"), '{"a": 1}');
     const c = capture();
     const args = ["--profile", profile, "--data-dir", DATA, "--out", out];
-    assert.equal(await main(args, { ...c.opts, runOne: fakeRunOne }), 1);
+    // A file that is no result, put into --out while the runs train (the preflight saw none).
+    const runOne: RunOneFn = async (spec, opts) => {
+      await Deno.writeTextFile(join(out, "notes.json"), '{"a": 1}');
+      return fakeRunOne(spec, opts);
+    };
+    assert.equal(await main(args, { ...c.opts, runOne }), 1);
     assert.match(
       c.err.join("\n"),
       /Tables not written: .*notes\.json: \$\.spec is missing: not a run result .*The run results are in /,
     );
     const results = [...Deno.readDirSync(out)].filter((e) => e.name.endsWith(".json"));
     assert.equal(results.length, 12 + 1, "every run's result and notes.json");
+  }));
+
+Deno.test("main() refuses before training what would fail the tables in --out: a file that is no result, a copy of a run's result, an edited one (exit 2; a dry run warns; --no-tables passes)", () =>
+  inTinyProfileDir(async ({ profile, out }) => {
+    const args = ["--profile", profile, "--data-dir", DATA, "--out", out];
+    // One finished grid to copy a result from.
+    assert.equal(await main(args, { ...capture().opts, runOne: fakeRunOne }), 0);
+    const own = [...Deno.readDirSync(out)].map((e) => e.name).filter((n) => n.endsWith(".json"))
+      .sort();
+    assert.equal(own.length, 12);
+    // Each run's own file, malformed, is no problem: the run writes it again.
+    await Deno.writeTextFile(join(out, own[0]!), "{");
+    assert.equal(await main(args, { ...capture().opts, runOne: fakeRunOne }), 0);
+    const raw = JSON.parse(await Deno.readTextFile(join(out, own[1]!)));
+    const edited = structuredClone(raw);
+    edited.spec.seed = 9;
+    const cases: [string, string, RegExp][] = [
+      ["notes.json", '{"a": 1}', /notes\.json: \$\.spec is missing: not a run result/],
+      [
+        "copy.json",
+        JSON.stringify(raw),
+        new RegExp(
+          `copy\\.json is a result of run ${raw.spec.id} of this grid, whose own file is ${
+            own[1]!.replaceAll(".", "\\.")
+          }: two results of one run; remove the copy`,
+        ),
+      ],
+      [
+        "edited.json",
+        JSON.stringify(edited),
+        new RegExp(`edited\\.json: its spec hashes to [0-9a-f]{12}, not to its id ${raw.spec.id}`),
+      ],
+    ];
+    for (const [name, text, want] of cases) {
+      await Deno.writeTextFile(join(out, name), text);
+      const { calls, runOne } = countingRunOne();
+      const c = capture();
+      assert.equal(await main(args, { ...c.opts, runOne }), 2, name);
+      assert.equal(calls.length, 0, `${name}: no run trained`);
+      const last = c.err.at(-1)!;
+      assert.match(
+        last,
+        new RegExp(
+          `^Refused before training: the tables, written after the runs from every result in ` +
+            `--out .*, would fail: `,
+        ),
+      );
+      assert.match(last, want);
+      assert.match(last, /\(--no-tables skips them\)$/);
+      // A dry run says it and plans on.
+      const d = capture();
+      assert.equal(await main([...args, "--dry-run"], d.opts), 0, name);
+      assert.ok(
+        d.err.some((l) => l.startsWith("warning: the tables, written after") && want.test(l)),
+      );
+      // Without tables, nothing reads the file.
+      assert.equal(await main([...args, "--no-tables"], { ...capture().opts, runOne }), 0, name);
+      await Deno.remove(join(out, name));
+    }
   }));
 
 Deno.test("main() where every run fails writes no tables and says why; a skipped run's tables are written", () =>

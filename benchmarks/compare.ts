@@ -375,10 +375,15 @@ export function noResultsMessage(runs: string): string {
  * JSON file (a result or an array of results). {@link resultSource} then names the file of each.
  *
  * @param path folder or file
+ * @param opts `except`: names of files in the folder to leave unread (bench's preflight: the
+ *   files its runs will write)
  * @returns the validated results
  * @throws Error naming the file and JSON path of a malformed result
  */
-export async function loadResults(path: string): Promise<RunResult[]> {
+export async function loadResults(
+  path: string,
+  opts: { readonly except?: ReadonlySet<string> } = {},
+): Promise<RunResult[]> {
   let info: Deno.FileInfo;
   try {
     info = await Deno.stat(path);
@@ -388,7 +393,9 @@ export async function loadResults(path: string): Promise<RunResult[]> {
   const files: string[] = [];
   if (info.isDirectory) {
     for await (const e of Deno.readDir(path)) {
-      if (e.isFile && e.name.endsWith(".json")) files.push(join(path, e.name));
+      if (e.isFile && e.name.endsWith(".json") && !opts.except?.has(e.name)) {
+        files.push(join(path, e.name));
+      }
     }
     files.sort();
   } else files.push(path);
