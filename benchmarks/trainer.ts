@@ -1222,6 +1222,18 @@ export async function train(o: TrainOptions): Promise<TrainOutcome> {
             trainMs = ck.state.trainMs as number;
             throughputFromStep = (ck.state.tokensFromStep as number | undefined) ?? 0;
           }
+          if (
+            o.inputs !== undefined &&
+            (typeof ck.state.inputs !== "object" || ck.state.inputs === null)
+          ) {
+            // Written before checkpoints recorded their inputs: resumed as before, but said,
+            // since a changed data file or tokenizer would otherwise be refused (inputChange).
+            log(
+              `${ck.dir}/state.json has no "inputs" (written before checkpoints recorded them): ` +
+                "the data and tokenizer its steps trained on cannot be checked against this " +
+                "run's; if they changed since, train the run from step 0 (bench: --restart)",
+            );
+          }
           if (typeof ck.state.wallMs === "number") wallBeforeMs = ck.state.wallMs;
           else {
             // Written before checkpoints carried it: its training steps' time, all that is known

@@ -1004,12 +1004,14 @@ Deno.test("train() refuses to resume a checkpoint trained on other inputs (a dat
   const state = JSON.parse(await Deno.readTextFile(`${dir}/step-00000002/state.json`));
   assert.deepEqual(state.inputs, inputs, "recorded in the checkpoint");
   const m = initT5(CONFIG, { seed: 1 });
+  const lines: string[] = [];
   const resume = (given?: Record<string, string>) =>
     train(opts(m, {
       train: spec,
       checkpointDir: dir,
       runKey: "k",
       ...(given === undefined ? {} : { inputs: given }),
+      log: (l) => lines.push(l),
     }));
   // Another train.tsv (edited, or another data folder's): refused, the file named. Before, the
   // run resumed, training steps 3-4 on the new file and recording only it.
@@ -1031,11 +1033,22 @@ Deno.test("train() refuses to resume a checkpoint trained on other inputs (a dat
   // The same inputs resume; so does a caller that gives none (nothing to compare).
   assert.equal((await resume(inputs)).resumedFrom, 2);
   assert.equal((await resume()).resumedFrom, 4);
-  // A checkpoint written before inputs were recorded resumes as before.
+  assert.deepEqual(lines, [], "a checkpoint with its inputs: nothing to say");
+  // A checkpoint written before inputs were recorded resumes as before, and says that its
+  // inputs go unchecked (h379: a changed data file passed without a word).
   const last = `${dir}/step-00000004/state.json`;
   const { inputs: _drop, ...legacy } = JSON.parse(await Deno.readTextFile(last));
   await Deno.writeTextFile(last, JSON.stringify(legacy));
   assert.equal((await resume({ "data:other": "d".repeat(64) })).resumedFrom, 4);
+  assert.deepEqual(lines, [
+    `${dir}/step-00000004/state.json has no "inputs" (written before checkpoints recorded them): ` +
+    "the data and tokenizer its steps trained on cannot be checked against this run's; if they " +
+    "changed since, train the run from step 0 (bench: --restart)",
+  ]);
+  // A caller that gives no inputs of its own has nothing to check: no line.
+  lines.length = 0;
+  assert.equal((await resume()).resumedFrom, 4);
+  assert.deepEqual(lines, []);
   disposeT5(m);
   await Deno.remove(dir, { recursive: true });
 });
