@@ -99,6 +99,7 @@ import {
 } from "./spec.ts";
 import { checkOutputFolder, isDirectory, pathExists, writeFilesAtomic } from "../model/fs.ts";
 import { ignoreFileSizeSignal } from "../model/file_size_signal.ts";
+import type { RunProvenance } from "./provenance.ts";
 import { parseFlags, refuseRepeatedFolders, runCli, UsageError } from "../model/usage.ts";
 
 /** A table: header row then data rows. */
@@ -531,9 +532,23 @@ export const PROVENANCE_COLUMNS: readonly string[] = [
 ];
 
 /**
+ * A run's code in `git_commit`: its commit (`+dirty` for a tree with uncommitted changes), and
+ * for a run resumed from a checkpoint that other code wrote (`provenance.resumedFrom.gitSha`,
+ * present only then), that code first: `<checkpoint's>-><run's>`, since the steps before the
+ * checkpoint ran it.
+ */
+function commitCell(r: RunResult): string {
+  const code = (sha: string, dirty: boolean | undefined) => `${sha}${dirty ? "+dirty" : ""}`;
+  const run = code(r.provenance.gitSha, r.provenance.gitDirty);
+  const from = (r.provenance as RunProvenance).resumedFrom;
+  return from?.gitSha === undefined ? run : `${code(from.gitSha, from.gitDirty)}->${run}`;
+}
+
+/**
  * The provenance cells of a row ({@link PROVENANCE_COLUMNS}), from every run it averages (a
  * per-task method's task runs each): `seed_values`, `git_commit` (each distinct commit, `+dirty`
- * when the tree had uncommitted changes), `backend`, `device` and `software` (Deno and tfjs
+ * when the tree had uncommitted changes; a run resumed from a checkpoint of other code as
+ * `<checkpoint's>-><run's>`, {@link commitCell}), `backend`, `device` and `software` (Deno and tfjs
  * versions), distinct values sorted and joined, so a row pooled from runs of two commits says
  * so. Runs of two setups are not pooled ({@link groupRuns}), so `backend` and `device` have more
  * than one value only for a per-task method whose task runs of one seed ran on several.
@@ -543,7 +558,7 @@ function provenanceCells(g: Group): string[] {
   const distinct = (f: (r: RunResult) => string) => [...new Set(each.map(f))].sort();
   return [
     seedValuesCell(g),
-    distinct((r) => `${r.provenance.gitSha}${r.provenance.gitDirty ? "+dirty" : ""}`).join(" "),
+    distinct(commitCell).join(" "),
     distinct((r) => r.provenance.backend.name).join(" "),
     distinct((r) => r.provenance.device).join(" | "),
     distinct((r) => `deno ${r.provenance.deno} tfjs ${r.provenance.tfjs}`).join(" | "),

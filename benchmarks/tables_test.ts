@@ -1001,6 +1001,21 @@ Deno.test("scoresTable() rows end with the provenance of the runs they average",
   const [h, r] = scoresTable(rs.filter((x) => x.spec.seed === 0), []) as [string[], unknown[]];
   assert.equal(r[h.indexOf("seed_values")], "0");
   assert.equal(r[h.indexOf("git_commit")], "fake");
+  // A run resumed from a checkpoint of other code: that code first (h379: the row claimed the
+  // resuming commit alone). Resumed from its own code (no gitSha recorded): as before.
+  const seed0 = rs.filter((x) => x.spec.seed === 0).map((x) =>
+    x.spec.benchmark === "glue"
+      ? {
+        ...x,
+        provenance: {
+          ...x.provenance,
+          resumedFrom: { step: 4, gitSha: "6b279ee", gitDirty: true },
+        },
+      }
+      : { ...x, provenance: { ...x.provenance, resumedFrom: { step: 4 } } }
+  );
+  const [h2, r2] = scoresTable(seed0, []) as [string[], unknown[]];
+  assert.equal(r2[h2.indexOf("git_commit")], "6b279ee+dirty->fake fake");
 });
 
 Deno.test("a method's GLUE and SuperGLUE runs on other backends or devices are a row each, not joined", async () => {
