@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { parseJsonFile } from "../model/json.ts";
 import { UsageError } from "../model/usage.ts";
 import {
@@ -532,14 +532,25 @@ function backboneKey(source: string): string {
  * `task-spm:`/`fixture:` file (`provenance.tokenizerFile`), the kind and the sha256: the file may
  * sit at another path on another machine, and a vocabulary retrained in place keeps its path.
  * Otherwise (a baseline written before digests were recorded, a backbone's own tokenizer) the
- * `tokenizer` strings.
+ * `tokenizer` strings, a file's by its kind and file name alone: its folder is a cache path of
+ * one machine and one version of the cache key (h379: an older baseline failed on the folder's
+ * name with bit-identical losses); another vocabulary there gives other losses, which the loss
+ * check fails.
  */
 function tokenizerKeys(b: RunResult, c: RunResult): [string, string] {
   // A result written before the field existed records none.
   const name = (r: RunResult) => r.tokenizer ?? "(not recorded: an older result)";
   const bf = (b.provenance as RunProvenance).tokenizerFile;
   const cf = (c.provenance as RunProvenance).tokenizerFile;
-  if (bf === undefined || cf === undefined) return [name(b), name(c)];
+  if (bf === undefined || cf === undefined) {
+    const loose = (r: RunResult) => {
+      const n = name(r);
+      const colon = n.indexOf(":");
+      return colon < 0 ? n : `${n.slice(0, colon + 1)}${basename(n.slice(colon + 1))}`;
+    };
+    // Shown whole where they differ.
+    return loose(b) === loose(c) ? [loose(b), loose(c)] : [name(b), name(c)];
+  }
   const kind = (r: RunResult) => name(r).slice(0, name(r).indexOf(":") + 1);
   if (kind(b) === kind(c) && bf.sha256 === cf.sha256) return [kind(b), kind(c)];
   const shown = (r: RunResult, sha256: string) => `${name(r)} (sha256 ${sha256.slice(0, 12)})`;
