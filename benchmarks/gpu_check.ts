@@ -73,7 +73,14 @@ import { crossEntropyLoss, disposeT5, forward, initT5, shiftRight } from "../mod
 import { t5Flops } from "../model/accounting.ts";
 import { PRESETS } from "../model/config.ts";
 import { checkOutputFile, writeFileAtomic } from "../model/fs.ts";
-import { type CliOptions, decimalNumber, parseFlags, runCli, UsageError } from "../model/usage.ts";
+import {
+  type CliOptions,
+  commaList,
+  decimalNumber,
+  parseFlags,
+  runCli,
+  UsageError,
+} from "../model/usage.ts";
 import { quietWaylandProbe } from "../model/webgpu/wsi_env.ts";
 import { hostOnlySteps } from "../model/webgpu/counters.ts";
 import {
@@ -1926,7 +1933,13 @@ export async function main(
       `benchmarks/gpu_check.ts: --git must be a commit sha (7 to 40 hex digits), got "${givenGit}"`,
     );
   }
-  const wanted = String(values.sections).split(",").map((s) => s.trim()).filter((s) => s !== "");
+  // A stray comma (`adapter,`) is refused as every tool's lists are (model/usage.ts commaList).
+  let wanted: string[];
+  try {
+    wanted = commaList(String(values.sections), "--sections", "section names");
+  } catch (e) {
+    throw new UsageError(`benchmarks/gpu_check.ts: ${(e as Error).message}`, { cause: e });
+  }
   if (wanted.length === 0) {
     throw new UsageError(
       `benchmarks/gpu_check.ts: --sections "${values.sections}" names no section; known: ${

@@ -468,6 +468,11 @@ Deno.test("gpu_check cli(): a bad option is one line naming it, exit 2, before a
         /^benchmarks\/gpu_check\.ts: unknown section "adaptr"; known: adapter/,
       ],
       [["--sections=,"], /^benchmarks\/gpu_check\.ts: --sections "," names no section/],
+      // A stray comma, as every tool's lists refuse it (it ran the other sections before).
+      [
+        ["--sections=adapter,"],
+        /^benchmarks\/gpu_check\.ts: --sections "adapter,": an empty item \(a stray comma\?\); give section names separated by commas$/,
+      ],
       [
         ["--git=HEAD"],
         /^benchmarks\/gpu_check\.ts: --git must be a commit sha \(7 to 40 hex digits\), got "HEAD"$/,

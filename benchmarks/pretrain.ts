@@ -210,6 +210,9 @@ export function defaultCacheDir(): string {
   return dirname(defaultDataCacheDir());
 }
 
+/** A malformed task file of a data folder the command named: exit 2, without the --help hint. */
+class NamedDataError extends Error {}
+
 /**
  * The default corpus: input text (T5 format, no targets) of every train and test split present,
  * except a split the benchmark scores (the diagnostics `ax`, `axb` and `axg` are scored on their
@@ -1119,7 +1122,7 @@ Prints the backbone's folder and its first and last loss. A backbone of the same
 settings already in the cache is reused, not trained again.
 
 Exit codes: 0 written (or found in the cache), 1 the pretraining failed, 2 bad arguments (nothing
-run).`;
+run; a malformed task file of the folder --data-dir or HYPERPROMPT_DATA names too).`;
 
 function intArg(v: string | undefined, name: string, fallback: number, min = 1): number {
   if (v === undefined) return fallback;
@@ -1357,15 +1360,27 @@ export async function main(args: string[], opts: PretrainMainOptions = {}): Prom
           `the task tokenizer's ${NUM_SENTINELS} sentinels: use ${over.fits} or less`,
       );
     }
-    const { dir, info } = await (opts.pretrain ?? pretrainBackbone)(settings);
+    let made;
+    try {
+      made = await (opts.pretrain ?? pretrainBackbone)(settings);
+    } catch (e) {
+      // A malformed task file of a folder named by --data-dir or HYPERPROMPT_DATA: that folder
+      // cannot be used (2, as bench refuses it); the default one's files are the work's (1).
+      if (e instanceof DataError && values.corpus === undefined && (dataDir || dataDirFromEnv())) {
+        throw new NamedDataError(e.message, { cause: e });
+      }
+      throw e;
+    }
+    const { dir, info } = made;
     const first = info.losses[0]?.loss;
     const last = info.losses.at(-1)?.loss;
     log(`${dir}\nloss ${first?.toFixed(4)} -> ${last?.toFixed(4)} in ${info.steps} steps`);
     return 0;
   } catch (e) {
-    const code = exitCodeOf(e);
-    // parseFlags's lines end with their own pointer to --help.
-    const hint = code === 2 && !/--help lists the flags$/.test((e as Error).message)
+    const code = e instanceof NamedDataError ? 2 : exitCodeOf(e);
+    // parseFlags's lines end with their own pointer to --help; a data file's error needs none.
+    const hint = code === 2 && !(e instanceof NamedDataError) &&
+        !/--help lists the flags$/.test((e as Error).message)
       ? "; deno task pretrain --help lists the flags"
       : "";
     // One line, unprefixed, as every tool prints its errors (model/usage.ts runCli).

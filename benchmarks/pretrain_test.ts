@@ -774,6 +774,29 @@ Deno.test("main() (deno task pretrain) checks every argument before the corpus i
       () => main([...base, "--corpus", corpusFile], { error: () => {}, pretrain }),
     );
     equal(pretrained, 1, "with --corpus the data folder is not read");
+    // A malformed task file of a folder named by --data-dir or HYPERPROMPT_DATA: that folder
+    // cannot be used (2, as bench refuses it, no --help hint); of the default folder, 1.
+    const withTrain = join(dir, "with-train");
+    await Deno.mkdir(join(withTrain, "glue", "RTE"), { recursive: true });
+    await Deno.writeTextFile(join(withTrain, "glue", "RTE", "train.tsv"), "x\n");
+    const malformed: typeof pretrainBackbone = () =>
+      Promise.reject(new DataError("glue/RTE/train.tsv", 5, "expected 4 columns", "sentence1"));
+    const wantLine = 'glue/RTE/train.tsv:5: field "sentence1": expected 4 columns';
+    for (
+      const [args, env, code] of [
+        [[...base, "--data-dir", withTrain], {}, 2],
+        [base, { HYPERPROMPT_DATA: withTrain }, 2],
+        [base, { HYPERPROMPT_DATA: undefined }, 1],
+      ] as const
+    ) {
+      const e: string[] = [];
+      const got = await withEnv(
+        env,
+        () => main([...args], { error: (l) => e.push(l), pretrain: malformed }),
+      );
+      equal(got, code, `${args.join(" ")} ${JSON.stringify(env)}`);
+      deepEqual(e, [wantLine]);
+    }
     // A tokenizer file that is not JSON is named by pretrainBackbone too.
     const corpus = join(dir, "corpus.txt");
     await Deno.writeTextFile(corpus, "a few words\nof text\n");
