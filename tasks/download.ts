@@ -1445,9 +1445,10 @@ export interface DownloadMainOptions {
  */
 export function main(args: string[], opts: DownloadMainOptions = {}): Promise<number> {
   const log = opts.log ?? ((s: string) => console.log(s));
-  const sinks = { log, ...(opts.error === undefined ? {} : { error: opts.error }) };
+  const error = opts.error ?? ((s: string) => console.error(s));
+  const sinks = { log, error };
   return runCli(
-    (a) => downloadCommand(a, log, opts.download ?? download),
+    (a) => downloadCommand(a, log, error, opts.download ?? download),
     args,
     downloadUsage(),
     sinks,
@@ -1458,6 +1459,7 @@ export function main(args: string[], opts: DownloadMainOptions = {}): Promise<nu
 async function downloadCommand(
   args: string[],
   log: (s: string) => void,
+  error: (s: string) => void,
   dl: (opts: DownloadOptions) => Promise<TaskResult[]>,
 ): Promise<void> {
   let o: DownloadOptions & { help?: boolean };
@@ -1481,7 +1483,14 @@ async function downloadCommand(
   }
   try {
     // An unknown task stops here, before the cache folder is made; an ambiguous name is said.
-    selectTasks(o.tasks, TASK_SOURCES, (line) => log(`note: ${line}`));
+    // Notes go with the log lines (stderr, none under --quiet), each once (`--tasks rte --tasks
+    // rte`); stdout keeps the summary a script reads.
+    const said = new Set<string>();
+    selectTasks(o.tasks, TASK_SOURCES, (line) => {
+      if (o.quiet || said.has(line)) return;
+      said.add(line);
+      error(`note: ${line}`);
+    });
     // A bad HYPERPROMPT_DATA_ENDPOINTS or HF_ENDPOINT too (download() reads them again).
     endpoints = describeEndpoints(resolveEndpoints(o.endpoints, o.endpointsFrom));
     dir = o.cacheDir ?? defaultCacheDir();

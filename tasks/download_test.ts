@@ -1448,13 +1448,16 @@ Deno.test("main() (deno task download) exits 1 when a download fails, 0 when all
         ]),
       ).finally(() => assert.deepEqual(o.tasks, ["cola", "rte"]));
     assert.equal(await main(args, { ...sinks, download: failing }), 1);
-    assert.equal(err.length, 1);
+    assert.equal(err.length, 2, "the note, then the error");
     assert.match(
-      err[0]!,
+      err[1]!,
       /^download failed for 1 task\(s\):\n {2}glue\/cola: official: dns error\n/,
     );
-    // The bare "rte" is GLUE's, said.
-    assert.deepEqual(out, ['note: "rte" is glue/rte; super_glue/rte is named so in full']);
+    // The bare "rte" is GLUE's, said on stderr (stdout holds only the summary).
+    assert.deepEqual(out, []);
+    assert.deepEqual(err.slice(0, 1), [
+      'note: "rte" is glue/rte; super_glue/rte is named so in full',
+    ]);
     out.length = 0;
     err.length = 0;
     const done = () =>
@@ -1463,11 +1466,16 @@ Deno.test("main() (deno task download) exits 1 when a download fails, 0 when all
         { task: "glue/rte", status: "cached" as const, files: [] },
       ]);
     assert.equal(await main(args, { ...sinks, download: done }), 0);
+    assert.deepEqual(err, ['note: "rte" is glue/rte; super_glue/rte is named so in full']);
+    assert.deepEqual(out, [`done: glue/cola=official glue/rte=cached\ndata dir: ${cache}`]);
+    // Named twice: one note; --quiet: none.
+    err.length = 0;
+    out.length = 0;
+    assert.equal(await main([...args, "--tasks", "rte"], { ...sinks, download: done }), 0);
+    assert.deepEqual(err, ['note: "rte" is glue/rte; super_glue/rte is named so in full']);
+    err.length = 0;
+    assert.equal(await main([...args, "--quiet"], { ...sinks, download: done }), 0);
     assert.deepEqual(err, []);
-    assert.deepEqual(out, [
-      'note: "rte" is glue/rte; super_glue/rte is named so in full',
-      `done: glue/cola=official glue/rte=cached\ndata dir: ${cache}`,
-    ]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
