@@ -1246,10 +1246,11 @@ export async function main(args: string[]): Promise<PerfReport> {
       if (skip !== undefined) {
         r.skipped.push({
           what: `matmul ${n}`,
-          why: `estimated ${skip.toFixed(0)} s > --max-seconds ${maxSeconds} (from ${from})`,
+          // 3 significant digits: a fixed decimal said "estimated 0 s" beside a limit of 0.5.
+          why: `estimated ${+skip.toPrecision(3)} s > --max-seconds ${maxSeconds} (from ${from})`,
         });
         console.log(
-          `  matmul n=${n}: skipped (estimated ${bound.toFixed(1)} s each, from ${from})`,
+          `  matmul n=${n}: skipped (estimated ${+bound.toPrecision(3)} s each, from ${from})`,
         );
         continue;
       }
@@ -1295,9 +1296,9 @@ export async function main(args: string[]): Promise<PerfReport> {
       if (est * (warm + nrep) > maxSeconds) {
         r.skipped.push({
           what: spec,
-          why: `estimated ${est.toFixed(1)} s/step > --max-seconds ${maxSeconds} / 3 steps`,
+          why: `estimated ${+est.toPrecision(3)} s/step > --max-seconds ${maxSeconds} / 3 steps`,
         });
-        console.log(`  step ${spec}: skipped (estimated ${est.toFixed(1)} s/step)`);
+        console.log(`  step ${spec}: skipped (estimated ${+est.toPrecision(3)} s/step)`);
         continue;
       }
       if (nrep < reps) {
