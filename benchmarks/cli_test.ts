@@ -1281,12 +1281,12 @@ Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compar
       [
         [...base, "--compare", baselineDir],
         {},
-        /^--compare .*baselines\/ci: none of its 16 runs \(profile "ci"\) is a run of this grid \(profile "tiny-grid": 12 runs\); the gate would compare nothing$/,
+        /^--compare .*baselines\/ci: none of its 21 runs \(profile "ci"\) is a run of this grid \(profile "tiny-grid": 12 runs\); the gate would compare nothing$/,
       ],
       [
         [...base, "--shard", "1/3", "--compare", baselineDir],
         {},
-        /^--compare .*: none of its 16 runs \(profile "ci"\) is a run of this shard \(profile "tiny-grid", shard \d\/\d: 4 runs\)/,
+        /^--compare .*: none of its 21 runs \(profile "ci"\) is a run of this shard \(profile "tiny-grid", shard \d\/\d: 4 runs\)/,
       ],
       // An unset variable (--out "$DIR"): the runs would be written into the current folder.
       [

@@ -16,7 +16,7 @@ async function gate(args: string[]) {
 Deno.test("deno task gate: the CI baseline against itself passes at the ci profile's tolerances (its own profile by default)", async () => {
   const r = await gate(["--baseline", CI, "--runs", CI]);
   assert.deepEqual([r.code, r.err], [0, ""]);
-  assert.equal(r.out.split("\n")[0], "Regression gate: PASS (16 runs compared, 0 failures)");
+  assert.equal(r.out.split("\n")[0], "Regression gate: PASS (21 runs compared, 0 failures)");
 });
 
 Deno.test("deno task gate: a score moved beyond tolerance, or a run missing, fails with exit 3; --partial gates the runs present; shards' folders are read as one", async () => {
@@ -36,7 +36,7 @@ Deno.test("deno task gate: a score moved beyond tolerance, or a run missing, fai
     await Deno.writeTextFile(join(dir, "cur", edited), JSON.stringify(r));
     const moved = await gate(["--baseline", CI, "--runs", join(dir, "cur")]);
     assert.equal(moved.code, 3, moved.err);
-    assert.match(moved.out, /^Regression gate: FAIL \(16 runs compared, 1 failure\)/);
+    assert.match(moved.out, /^Regression gate: FAIL \(21 runs compared, 1 failure\)/);
     assert.match(
       moved.out,
       new RegExp(`FAIL ci/tiny-v1_1/pretrained/super_glue/mtl/s0: best\\.cb\\.${metric}`),
