@@ -435,8 +435,12 @@ Deno.test("runKey(): the committed ci baseline's runs keep their preset keys and
   const keys = base.map(runKey).sort();
   assert.deepEqual(grid.map((spec) => runKey({ spec })).sort(), keys);
   assert.equal(new Set(keys).size, keys.length);
-  for (const k of keys) assert.match(k, /^ci\/tiny-v1_1\/pretrained\/(glue|super_glue)\/\w+\/s0$/);
+  // A label, and a per-task run's task in brackets.
+  for (const k of keys) {
+    assert.match(k, /^ci\/tiny-v1_1\/pretrained\/(glue|super_glue)\/[^/]+(\[\w+\])?\/s0$/);
+  }
   assert.ok(keys.includes("ci/tiny-v1_1/pretrained/glue/mtl/s0"));
+  assert.ok(keys.includes("ci/tiny-v1_1/pretrained/super_glue/Prompt-Tuning (per task)[cb]/s0"));
 });
 
 Deno.test("compareResults() rejects a baseline holding two results for one run key, in any file order", async () => {

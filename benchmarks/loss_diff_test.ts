@@ -104,7 +104,8 @@ Deno.test("main: 0 compared, 1 a run missing from CURRENT, 2 bad arguments; one 
       missing.err.join("\n"),
       new RegExp(
         `^benchmarks/loss_diff\\.ts: CURRENT ${escape(dir)}: no run for ${n - 1} of the ${n} ` +
-          `baseline runs: \\S+, \\S+, \\S+ and ${n - 4} more$`,
+          // Three run keys (a label may hold spaces, never a comma), then the count of the rest.
+          `baseline runs: [^,]+, [^,]+, [^,]+ and ${n - 4} more$`,
       ),
     );
     assert.deepEqual(missing.out, []);
@@ -133,11 +134,11 @@ Deno.test("main: 0 compared, 1 a run missing from CURRENT, 2 bad arguments; one 
         [
           [twice, ci],
           new RegExp(
-            `^Two results for the same BASELINE run key \\S+: .*twice/a\\.json and .*twice/b\\.json; ` +
+            `^Two results for the same BASELINE run key [^:]+: .*twice/a\\.json and .*twice/b\\.json; ` +
               `remove the stale one`,
           ),
         ],
-        [[ci, twice], /^Two results for the same CURRENT run key \S+: .*a\.json and .*b\.json; /],
+        [[ci, twice], /^Two results for the same CURRENT run key [^:]+: .*a\.json and .*b\.json; /],
       ] as const
     ) {
       const r = await run([...args]);
