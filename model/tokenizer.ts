@@ -154,6 +154,39 @@ function validate(json: unknown, source: string): Record<string, unknown> {
   if (j.added_tokens !== undefined && !Array.isArray(j.added_tokens)) {
     fail(source, `field "added_tokens" must be an array`, "added_tokens");
   }
+  // Each added token is written at its id: a fractional or string id became another piece's
+  // (the same embedding row, silently), a negative or huge one failed only at the first batch
+  // without naming this file, and one far past the vocabulary sized a random init's embedding by
+  // it (h382). Ids run past the model's own vocabulary by at most one per added token.
+  const added = (j.added_tokens ?? []) as unknown[];
+  const modelVocab = Array.isArray(m.vocab)
+    ? m.vocab.length
+    : typeof m.vocab === "object" && m.vocab !== null
+    ? Object.keys(m.vocab).length
+    : 0;
+  const idLimit = modelVocab + added.length;
+  added.forEach((t, i) => {
+    const at = `added_tokens[${i}]`;
+    if (typeof t !== "object" || t === null || Array.isArray(t)) {
+      fail(source, `field "${at}" must be an object with "id" and "content"`, at);
+    }
+    const { id, content } = t as Record<string, unknown>;
+    if (typeof content !== "string" || content === "") {
+      fail(
+        source,
+        `field "${at}.content" must be a non-empty string, got ${JSON.stringify(content)}`,
+        `${at}.content`,
+      );
+    }
+    if (!(typeof id === "number" && Number.isInteger(id) && id >= 0 && id < idLimit)) {
+      fail(
+        source,
+        `field "${at}.id" must be an integer in 0..${idLimit - 1} (the model's ${modelVocab} ` +
+          `pieces and ${added.length} added tokens), got ${JSON.stringify(id)}`,
+        `${at}.id`,
+      );
+    }
+  });
   validateNormalizer(j.normalizer, "normalizer", source);
   return j;
 }

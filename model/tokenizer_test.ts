@@ -243,6 +243,51 @@ Deno.test("model.unk_id: an id that is no index is refused; without one, an unkn
   }
 });
 
+Deno.test("added_tokens: an id that is no integer in range, or an entry without content, is refused naming the field (h382)", async () => {
+  const json = JSON.parse(await Deno.readTextFile(join(DIR, "tokenizer.json")));
+  const pieces = json.model.vocab.length as number;
+  const withAdded = (extra: unknown) => ({
+    ...json,
+    added_tokens: [...(json.added_tokens ?? []), extra],
+  });
+  const n = (json.added_tokens ?? []).length + 1;
+  const limit = pieces + n;
+  const token = (id: unknown) => ({ id, content: "<big>", special: true });
+  // 50.5 and "50" were taken as id 50 (another piece's row); -5 and 1e15 failed only at the
+  // first batch; an id far past the vocabulary sized a random init's embedding by it.
+  for (const id of [50.5, "50", -5, 1e15, limit]) {
+    assert.throws(
+      () => T5Tokenizer.fromJson(withAdded(token(id)), "bad.json"),
+      checkpointError("bad.json", `added_tokens[${n - 1}].id`, /./),
+      String(id),
+    );
+  }
+  assert.throws(
+    () => T5Tokenizer.fromJson(withAdded(token(1e15)), "bad.json"),
+    new RegExp(
+      `^CheckpointError: bad\\.json: invalid tokenizer: field "added_tokens\\[${n - 1}\\]\\.id" ` +
+        `must be an integer in 0\\.\\.${
+          limit - 1
+        } \\(the model's ${pieces} pieces and ${n} added ` +
+        `tokens\\), got 1000000000000000$`,
+    ),
+  );
+  for (
+    const [entry, field] of [[7, `added_tokens[${n - 1}]`], [
+      { id: 3 },
+      `added_tokens[${n - 1}].content`,
+    ]] as const
+  ) {
+    assert.throws(
+      () => T5Tokenizer.fromJson(withAdded(entry), "bad.json"),
+      checkpointError("bad.json", field, /./),
+    );
+  }
+  // The last id in range, right after the pieces, loads.
+  const ok = T5Tokenizer.fromJson(withAdded(token(pieces)), "ok.json");
+  assert.equal(ok.tokenToId("<big>"), pieces);
+});
+
 Deno.test("T5Tokenizer.decode() with unknownAs writes <unk>, sentinels and unknown ids as T5 does, not dropped", async () => {
   const file = join(DIR, "tokenizer.json");
   const json = JSON.parse(await Deno.readTextFile(file));
