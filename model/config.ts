@@ -236,8 +236,34 @@ function positiveInt(n: number, key: string, source: string): number {
       field: key,
     });
   }
+  const max = SIZE_LIMITS[key];
+  if (max !== undefined && n > max) {
+    throw new CheckpointError(
+      `${source}: field "${key}" must be at most ${max} (no T5 comes near it: a damaged or ` +
+        `hostile file), got ${n}`,
+      { file: source, field: key },
+    );
+  }
   return n;
 }
+
+/**
+ * Upper bounds of a config.json's sizes, far above any T5 (T5-11B: 24 layers, d_model 1024, d_ff
+ * 65536, 128 heads of d_kv 128; mT5's vocabulary 250112): a billion layers spent a minute and 3
+ * GiB building parameter names before a bare RangeError, a d_model of 2^24 failed an allocation
+ * without naming the file (h382).
+ */
+const SIZE_LIMITS: Readonly<Record<string, number>> = {
+  vocab_size: 2 ** 24,
+  d_model: 2 ** 16,
+  d_kv: 2 ** 12,
+  d_ff: 2 ** 20,
+  num_heads: 2 ** 10,
+  num_layers: 2 ** 10,
+  num_decoder_layers: 2 ** 10,
+  relative_attention_num_buckets: 2 ** 12,
+  relative_attention_max_distance: 2 ** 20,
+};
 
 /**
  * Parse and validate a Hugging Face T5 `config.json` object.

@@ -231,6 +231,23 @@ Deno.test("t5ConfigFromHf: each bad or missing field is a CheckpointError with t
         /: field "num_heads" must be a positive integer/,
       ],
       [{ ...T5_SMALL, d_kv: Infinity }, "d_kv", /: field "d_kv" must be a finite number/],
+      // Sizes no T5 comes near (h382: a billion layers spent a minute and 3 GiB first).
+      [
+        { ...T5_SMALL, num_layers: 1e9 },
+        "num_layers",
+        /: field "num_layers" must be at most 1024 \(no T5 comes near it: a damaged or hostile file\), got 1000000000$/,
+      ],
+      [{ ...T5_SMALL, d_model: 2 ** 24 }, "d_model", /: field "d_model" must be at most 65536 /],
+      [
+        { ...T5_SMALL, relative_attention_num_buckets: 2 ** 40 },
+        "relative_attention_num_buckets",
+        /: field "relative_attention_num_buckets" must be at most 4096 /,
+      ],
+      [
+        { ...T5_SMALL, vocab_size: 2 ** 24 + 1 },
+        "vocab_size",
+        /: field "vocab_size" must be at most 16777216 /,
+      ],
       [{ ...T5_SMALL, model_type: "bart" }, "model_type", /: field "model_type" is "bart"/],
       [
         { ...T5_SMALL, architectures: ["T5EncoderModel"] },
