@@ -635,6 +635,22 @@ async function discardRaw(
   throw new VerifyError(`${what} (${(cause as Error).message}) (deleted)`);
 }
 
+/** The most an official zip entry may unpack to per byte of the archive (text: 3 to 10). */
+const ZIP_MAX_RATIO = 100;
+/** The most one zip entry may unpack to (the largest official file, MNLI's train, is ~300 MB). */
+const ZIP_MAX_ENTRY = 2 ** 30;
+
+/**
+ * The most bytes one entry of a zip of `zipBytes` bytes may declare: {@link ZIP_MAX_RATIO} times
+ * the archive, at most {@link ZIP_MAX_ENTRY}.
+ *
+ * @param zipBytes the archive's size
+ * @returns the bound
+ */
+export function zipEntryLimit(zipBytes: number): number {
+  return Math.min(ZIP_MAX_ENTRY, ZIP_MAX_RATIO * zipBytes);
+}
+
 /**
  * Produces the task's files from the official hosts, with the rows already counted of any file
  * (for {@link verifyFiles}, which then does not count it again): a single raw file with neither
@@ -652,14 +668,36 @@ async function fromOfficial(
     const zipPath = await fetchRaw(ctx, url, rawName(task, url), src);
     const wanted = new Set(task.files.map((f) => `${src.innerDir}/${baseName(f.path)}`));
     let entries: Record<string, Uint8Array> = {};
+    const zipBytes = await Deno.readFile(zipPath);
+    // fflate allocates each entry at the size the archive declares, before any check: a 2 MB zip
+    // declaring a 2 GiB entry took 2 GiB (h382). An entry over the bound is refused unread.
+    const limit = zipEntryLimit(zipBytes.length);
+    let oversized: string | undefined;
     try {
-      entries = unzipSync(await Deno.readFile(zipPath), {
-        filter: (e) =>
-          !e.name.includes("__MACOSX") &&
-          [...wanted].some((w) => e.name === w || e.name.endsWith(`/${w}`)),
+      entries = unzipSync(zipBytes, {
+        filter: (e) => {
+          const want = !e.name.includes("__MACOSX") &&
+            [...wanted].some((w) => e.name === w || e.name.endsWith(`/${w}`));
+          if (want && e.originalSize > limit) {
+            oversized ??= `entry ${e.name} declares ${e.originalSize} bytes, more than ${limit} ` +
+              `(${ZIP_MAX_RATIO}× the archive's ${zipBytes.length}, at most ${ZIP_MAX_ENTRY}): a ` +
+              "damaged or hostile archive";
+            return false;
+          }
+          return want;
+        },
       });
     } catch (e) {
       await discardRaw(ctx, zipPath, url, `${zipPath} from ${url}: not a readable zip`, e);
+    }
+    if (oversized !== undefined) {
+      await discardRaw(
+        ctx,
+        zipPath,
+        url,
+        `${zipPath} from ${url}: not a readable zip`,
+        new Error(oversized),
+      );
     }
     for (const f of task.files) {
       const data = zipEntry(entries, src.innerDir, baseName(f.path));

@@ -20,6 +20,7 @@ import {
   selectTasks,
   sha256Hex,
   writeAtomic,
+  zipEntryLimit,
 } from "./download.ts";
 import { findTaskSource, parquetShards, parquetUrl, type TaskSource } from "./sources.ts";
 import { partSourcePath } from "../model/http.ts";
@@ -478,6 +479,38 @@ Deno.test("a corrupt or truncated zip is an error naming it and its URL; it is d
     const res = await downloadRte(s, cacheDir);
     assert.equal(res[0]?.status, "official");
     assert.equal(await readText(join(cacheDir, "glue/RTE/train.tsv")), TRAIN);
+  });
+});
+
+Deno.test("zipEntryLimit(): 100 times the archive, at most 1 GiB", () => {
+  assert.equal(zipEntryLimit(1000), 100_000);
+  assert.equal(zipEntryLimit(312_783_507), 2 ** 30);
+});
+
+Deno.test("a zip entry declaring far more than its archive (a zip bomb) is refused unread, the zip deleted (h382)", async () => {
+  // 4 MB of zeros in a zip of a few KB: 1000 times the archive and more.
+  const bomb = zipSync({
+    "RTE/train.tsv": enc.encode(TRAIN),
+    "RTE/dev.tsv": new Uint8Array(4 << 20),
+  });
+  assert.ok(bomb.length * 100 < 4 << 20, `${bomb.length} bytes`);
+  await withServer({ "/glue/RTE.zip": { body: bomb } }, async (s, cacheDir) => {
+    const err = await downloadRte(s, cacheDir, { retries: 0 }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    assert.ok(err instanceof DownloadError, `rejected: ${err}`);
+    assert.match(
+      err.failures[0]?.reason ?? "",
+      new RegExp(
+        `not a readable zip \\(entry RTE/dev\\.tsv declares ${4 << 20} bytes, more than ` +
+          `${bomb.length * 100} \\(100× the archive's ${bomb.length}, at most 1073741824\\): a ` +
+          "damaged or hostile archive\\) \\(deleted\\)$",
+      ),
+    );
+    const left = await listFiles(cacheDir);
+    assert.ok(!left.includes("downloads/glue-RTE.zip"), `bomb kept: ${left}`);
+    assert.ok(!left.includes("glue/RTE/dev.tsv"));
   });
 });
 
