@@ -570,11 +570,22 @@ function lockPath(ctx: Ctx, file: string): string {
 /** Checks a downloaded `file` (at `part`) by its kind; the error names the file, not the part. */
 async function checkDownloaded(url: string, file: string, part: string): Promise<void> {
   if (file.endsWith(".json")) {
+    let json: unknown;
     try {
-      parseJsonFile(await Deno.readTextFile(part), file);
+      json = parseJsonFile(await Deno.readTextFile(part), file);
     } catch (e) {
       // "<file>:<line>:<column>: invalid JSON: <what>", one line (V8's own quotes the text).
       throw new Error(`${url}: downloaded ${(e as Error).message}`);
+    }
+    // A sharded index is read for its shard names right after: one it refuses (a name with a
+    // path, `../x`) was renamed into place first, so every later call met the cached file and
+    // never asked the hub again (h382). Refused here, it is not kept.
+    if (file.endsWith(".index.json")) {
+      try {
+        parseIndex(json, file);
+      } catch (e) {
+        throw new Error(`${url}: downloaded ${(e as Error).message}`);
+      }
     }
     return;
   }

@@ -228,10 +228,24 @@ Deno.test("fetchHubModel: unknown repo, invalid download, and bad ids give clear
       join(badIndex, "model.safetensors.index.json"),
       "<html>rate limited</html>",
     );
+    // An index naming a shard by a path (h382): refused before it is kept, so a fixed hub is
+    // asked again (it was cached, and every later call failed without a request).
+    const evilIndex = join(tmp, "evil-index");
+    await Deno.mkdir(evilIndex);
+    await Deno.copyFile(join(RELU, "config.json"), join(evilIndex, "config.json"));
+    const evil = {
+      metadata: {},
+      weight_map: { "shared.weight": "../../../../tmp/h382-evil.safetensors" },
+    };
+    await Deno.writeTextFile(
+      join(evilIndex, "model.safetensors.index.json"),
+      JSON.stringify(evil),
+    );
     const binHub = serveHub({
       "org/bin@main": bin,
       "org/tf@main": tfOnly,
       "org/bad-index@main": badIndex,
+      "org/evil-index@main": evilIndex,
     });
     try {
       await assert.rejects(
@@ -244,6 +258,23 @@ Deno.test("fetchHubModel: unknown repo, invalid download, and bad ids give clear
         ),
         "the invalid index is not kept",
       );
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const before = binHub.requests.length;
+        await assert.rejects(
+          fetchHubModel("org/evil-index", { cacheDir: cache, endpoint: binHub.endpoint }),
+          /\/org\/evil-index\/resolve\/main\/model\.safetensors\.index\.json: downloaded model\.safetensors\.index\.json: field "weight_map"\."shared\.weight" must be a shard file name, got "\.\.\/\.\.\/\.\.\/\.\.\/tmp\/h382-evil\.safetensors"/,
+        );
+        assert.ok(
+          binHub.requests.slice(before).some((r) => r.path.endsWith(".index.json")),
+          `attempt ${attempt}: the hub is asked for the index again`,
+        );
+        assert.ok(
+          ![...Deno.readDirSync(hubModelDir(cache, "org/evil-index"))].some((e) =>
+            e.name.startsWith("model.")
+          ),
+          "the refused index is not kept",
+        );
+      }
       await assert.rejects(
         fetchHubModel("org/bin", { cacheDir: cache, endpoint: binHub.endpoint }),
         /downloaded pytorch_model\.bin is not a valid PyTorch checkpoint: pytorch_model\.bin: not a PyTorch checkpoint/,
