@@ -178,10 +178,13 @@ export function parseHeader(
     const off = e.data_offsets;
     if (
       !Array.isArray(off) || off.length !== 2 ||
-      !off.every((d) => typeof d === "number" && Number.isInteger(d) && d >= 0)
+      !off.every((d) =>
+        typeof d === "number" && Number.isInteger(d) && d >= 0 && d <= Number.MAX_SAFE_INTEGER
+      )
     ) {
+      // Past 2^53 a number is no byte offset (1e300 was shown rounded and called a truncation).
       throw new CheckpointError(
-        `${where}: "data_offsets" must be [begin, end] non-negative integers`,
+        `${where}: "data_offsets" must be [begin, end] non-negative integers (at most 2^53 - 1)`,
         { file: source },
       );
     }

@@ -186,6 +186,10 @@ Deno.test("malformed files give errors naming the file and tensor", () => {
     /^t\.st: tensor "a": data_offsets \[8, 0\] out of range \(data section has 8 bytes\)$/,
   );
   throwsCheckpoint(
+    bad({ a: { dtype: "F32", shape: [2], data_offsets: [1e300, 1e300 + 4] } }, 8),
+    /^t\.st: tensor "a": "data_offsets" must be \[begin, end\] non-negative integers \(at most 2\^53 - 1\)$/,
+  );
+  throwsCheckpoint(
     bad({ a: { dtype: "F32", shape: [3], data_offsets: [0, 8] } }, 8),
     /tensor "a": data_offsets span 8 bytes but shape \[3\] x F32 needs 12/,
   );
