@@ -2808,6 +2808,13 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         partial: shard !== undefined,
       });
       log(formatComparison(cmp));
+      // The headline counts the selection's runs: the baseline's others are said (h381).
+      if (baseline !== undefined && gateBaseline.length < baseline.length) {
+        log(
+          `  note --methods: ${gateBaseline.length} of the baseline's ${baseline.length} runs ` +
+            "gated (the others are of methods not selected)",
+        );
+      }
       if (!cmp.ok) return 3;
     }
     return summary.failed.length > 0 || tablesFailed ? 1 : 0;

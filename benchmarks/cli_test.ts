@@ -2338,6 +2338,13 @@ Deno.test("main() --methods keeps the profile's runs of those labels: dry run, s
     assert.equal(await main(gated, { ...g.opts, runOne }), 0, g.out.join("\n"));
     assert.deepEqual(calls.map((call) => call.spec.method.label), ["mtl", "mtl", "mtl", "mtl"]);
     assert.match(g.out.join("\n"), /Regression gate: PASS \(4 runs compared/);
+    assert.ok(
+      g.out.includes(
+        "  note --methods: 4 of the baseline's 12 runs gated (the others are of methods not " +
+          "selected)",
+      ),
+      g.out.join("\n"),
+    );
     // A selected method's regression still fails it.
     const worse: typeof fakeRunOne = async (spec, o) => {
       const r = await fakeRunOne(spec, o);
