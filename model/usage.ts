@@ -40,6 +40,7 @@
 import { isAbsolute, resolve } from "node:path";
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { readEnv } from "./env.ts";
+import { repoPath } from "./shared_dir.ts";
 
 /** Exit code of a command refused for its arguments, before any work started. */
 export const EXIT_USAGE = 2;
@@ -320,7 +321,10 @@ export interface FlagSpec<O extends ParseArgsOptionsConfig> {
  * A path typed on the command line, as the shell meant it: `deno task` runs a tool in the
  * repository root (the folder of `deno.json`), not the shell's folder, which it passes as
  * `INIT_CWD` (as `npm run` does); a relative path is resolved from there, when it is another
- * folder (otherwise returned as typed). A leading `~` or `~/` (a shell leaves it unexpanded in
+ * folder and this process runs in the repository root (otherwise returned as typed: `deno run`
+ * from another folder runs where the shell is, whatever `INIT_CWD` it inherited). `deno task`
+ * keeps an `INIT_CWD` it inherits (from an outer `npm run` or `deno task`): scripts that wrap the
+ * tools should give absolute paths. A leading `~` or `~/` (a shell leaves it unexpanded in
  * `--out=~/runs`) is the home folder (`HOME`). An absolute path is returned as it is.
  *
  * @example
@@ -340,8 +344,12 @@ export function shellPath(path: string): string {
   if (isAbsolute(path)) return path;
   const shell = readEnv("INIT_CWD");
   if (shell === undefined || shell === "" || resolve(shell) === resolve(".")) return path;
+  if (resolve(".") !== REPO_ROOT) return path;
   return resolve(shell, path);
 }
+
+/** The repository root, where `deno task` runs the tools (the folder of `deno.json`). */
+const REPO_ROOT = resolve(repoPath());
 
 /** The flags of every tool whose arguments {@link parseFlags} has parsed, by `FlagSpec.tool`. */
 const parsedFlags = new Map<string, readonly string[]>();

@@ -291,11 +291,26 @@ Deno.test("shellPath(): relative paths from the shell's folder (INIT_CWD) when i
   await withEnv({ INIT_CWD: root }, () => Promise.resolve(equal(shellPath("a/b"), "a/b")));
   await withEnv({ INIT_CWD: undefined }, () => Promise.resolve(equal(shellPath("a/b"), "a/b")));
   await withEnv({ INIT_CWD: "" }, () => Promise.resolve(equal(shellPath("a/b"), "a/b")));
-  // No HOME: "~/x" is left as typed (relative, then, to the shell's folder).
-  await withEnv(
-    { INIT_CWD: undefined, HOME: undefined },
-    () => Promise.resolve(equal(shellPath("~/x"), "~/x")),
-  );
+  // No HOME, or an empty one: "~/x" is left as typed (relative, then, to the shell's folder).
+  for (const HOME of [undefined, ""]) {
+    await withEnv(
+      { INIT_CWD: undefined, HOME },
+      () => Promise.resolve(equal(shellPath("~/x"), "~/x")),
+    );
+  }
+  // A process that does not run in the repository root was not started by its `deno task`
+  // (`deno run` from another folder): an INIT_CWD it inherited is not its shell's (h383).
+  const elsewhere = await Deno.makeTempDir();
+  try {
+    Deno.chdir(elsewhere);
+    await withEnv(
+      { INIT_CWD: join(root, "benchmarks") },
+      () => Promise.resolve(equal(shellPath("a/b"), "a/b")),
+    );
+  } finally {
+    Deno.chdir(root);
+    await Deno.remove(elsewhere);
+  }
 });
 
 Deno.test("parseFlags(): spec.paths' values (given, not defaults) are read from the shell's folder; a predicate picks which", async () => {
