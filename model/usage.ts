@@ -366,6 +366,25 @@ export function declaredFlags(tool: string): readonly string[] | undefined {
   return parsedFlags.get(tool);
 }
 
+/** The path flags of every tool whose arguments {@link parseFlags} has parsed, by its tool. */
+const parsedPaths = new Map<string, Readonly<Record<string, "always" | "some">>>();
+
+/**
+ * The flags whose values a tool's parser reads as paths (`FlagSpec.paths`), as its last
+ * {@link parseFlags} call declared them: `"always"`, or `"some"` for a flag whose predicate picks
+ * the values (`--profile`: a file's path, not a built-in name); undefined when no call named that
+ * tool in this process. Lets a test check every tool's path flags after one call of its entry
+ * point.
+ *
+ * @param tool the command as `FlagSpec.tool` names it
+ * @returns the flags (without dashes) and how they are read
+ */
+export function declaredPathFlags(
+  tool: string,
+): Readonly<Record<string, "always" | "some">> | undefined {
+  return parsedPaths.get(tool);
+}
+
 /** The distance of two strings in single-character edits (insert, delete, substitute). */
 function editDistance(a: string, b: string): number {
   let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
@@ -448,6 +467,12 @@ export function parseFlags<O extends ParseArgsOptionsConfig>(
 ): FlagValues<O> {
   const options: ParseArgsOptionsConfig = spec.options;
   parsedFlags.set(spec.tool, Object.keys(options));
+  parsedPaths.set(
+    spec.tool,
+    Object.fromEntries(
+      Object.entries(spec.paths ?? {}).map(([k, v]) => [k, v === true ? "always" : "some"]),
+    ),
+  );
   const takes = spec.takes as Readonly<Record<string, string>>;
   const allowEmpty = new Set<string>(spec.allowEmpty ?? []);
   const { tokens } = parseArgs({
