@@ -24,6 +24,19 @@ Deno.test("ci baseline covers the ci grid run for run (same ids) and passes the 
   const c = compareResults(base, base, profile.tolerances);
   assert.equal(c.ok, true);
   assert.equal(c.compared, grid.length);
+  // With the profile's own tolerances, a prediction changed at a step that is no task's best (its
+  // scores are not gated) fails through that evaluation's digest (h383: a gate that skipped the
+  // check under ci's tolerances passed every test).
+  const r = base[0]!;
+  const other = r.evals.find((e) => e.step !== r.best[e.task]!.step)!;
+  const changed = {
+    ...r,
+    evals: r.evals.map((e) => e === other ? { ...e, predictionsSha256: "0".repeat(64) } : e),
+  };
+  const moved = compareResults([changed, ...base.slice(1)], base, profile.tolerances);
+  assert.deepEqual(moved.failures.map((f) => f.field), [
+    `evals[step ${other.step}].${other.task}.predictionsSha256`,
+  ]);
   // The gate is tight (see benchmarks/README.md): every step's loss and every evaluation's
   // predictions are compared, scores within half a point. Pinned whole: a tolerance loosened in
   // the commit under test would pass what the baseline's own fail (h381).

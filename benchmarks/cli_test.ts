@@ -44,6 +44,7 @@ import { corpusReadNote } from "../tasks/data.ts";
 import { defaultTaskCatalog, expandGrid, runLockFile } from "./runner.ts";
 import {
   runFileName,
+  runId,
   type RunOneFn,
   type RunProgress,
   type RunResult,
@@ -1473,8 +1474,22 @@ Deno.test("main() refuses before training what would fail the tables in --out: a
     const raw = JSON.parse(await Deno.readTextFile(join(out, own[1]!)));
     const edited = structuredClone(raw);
     edited.spec.seed = 9;
-    const cases: [string, string, RegExp][] = [
+    // A result of another profile, twice: no run of this grid, two results of one run (h383).
+    const foreign = structuredClone(raw);
+    foreign.spec.profile = "other";
+    const { id: _id, ...body } = foreign.spec;
+    foreign.spec.id = runId(body);
+    const cases: [string, string, RegExp, string?][] = [
       ["notes.json", '{"a": 1}', /notes\.json: \$\.spec is missing: not a run result/],
+      [
+        "twice-a.json",
+        JSON.stringify(foreign),
+        new RegExp(
+          `Two results for the same run id ${foreign.spec.id}: .*twice-a\\.json and .*twice-b\\.json; ` +
+            "remove one \\(a copy\\?\\)",
+        ),
+        "twice-b.json",
+      ],
       [
         "copy.json",
         JSON.stringify(raw),
@@ -1490,8 +1505,9 @@ Deno.test("main() refuses before training what would fail the tables in --out: a
         new RegExp(`edited\\.json: its spec hashes to [0-9a-f]{12}, not to its id ${raw.spec.id}`),
       ],
     ];
-    for (const [name, text, want] of cases) {
+    for (const [name, text, want, twin] of cases) {
       await Deno.writeTextFile(join(out, name), text);
+      if (twin !== undefined) await Deno.writeTextFile(join(out, twin), text);
       const { calls, runOne } = countingRunOne();
       const c = capture();
       assert.equal(await main(args, { ...c.opts, runOne }), 2, name);
@@ -1515,6 +1531,7 @@ Deno.test("main() refuses before training what would fail the tables in --out: a
       // Without tables, nothing reads the file.
       assert.equal(await main([...args, "--no-tables"], { ...capture().opts, runOne }), 0, name);
       await Deno.remove(join(out, name));
+      if (twin !== undefined) await Deno.remove(join(out, twin));
     }
   }));
 

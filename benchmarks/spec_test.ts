@@ -1606,6 +1606,9 @@ Deno.test("validateRunResult() checks provenance, losses and tokenizer, naming t
     const [v, shown] of [
       ["AB".repeat(32), `"${"AB".repeat(28)}...`],
       ["ab".repeat(10), `"${"ab".repeat(10)}"`],
+      // One digit too many, or a prefix: the whole value must be the digest.
+      ["0".repeat(65), `"${"0".repeat(56)}...`],
+      [`x${"0".repeat(64)}`, `"x${"0".repeat(55)}...`],
       [7, "7"],
     ] as const
   ) {

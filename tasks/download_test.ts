@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { zipSync } from "fflate";
 import { parquetWriteBuffer } from "hyparquet-writer";
 import { countRowsBytes } from "./data.ts";
+import { closedStderr } from "../model/stderr_testing.ts";
 import {
   buildMrpc,
   describeEndpoints,
@@ -2053,4 +2054,28 @@ Deno.test("selectTasks(): a bare name two benchmarks share (rte) is GLUE's, and 
     "glue/cola",
   ]);
   assert.deepEqual(notes, []);
+});
+
+Deno.test("download()'s log on stderr: a closed pipe (download … 2>&1 | head) drops its lines, the download goes on to its end", async () => {
+  const module = new URL("./download.ts", import.meta.url).href;
+  const out = await closedStderr(`
+import { download } from ${JSON.stringify(module)};
+const dir = await Deno.makeTempDir();
+console.error("first");
+await new Promise((r) => setTimeout(r, 300));
+try {
+  // Offline: one log line per task, each written after the reader has gone.
+  await download({
+    tasks: ["rte", "cola", "cb", "boolq", "copa"],
+    cacheDir: dir,
+    retries: 0,
+    fetch: () => Promise.reject(new TypeError("error sending request: dns error")),
+  });
+} catch (e) {
+  console.log(\`survived: \${(e as Error).name}\`);
+}
+await Deno.remove(dir, { recursive: true });
+`);
+  assert.equal(out.code, 0, `${out.stdout}\n${out.stderr}`);
+  assert.equal(out.stdout, "survived: DownloadError\n");
 });
