@@ -640,8 +640,8 @@ function gateEvaluations(
         `${k}.predictionsSha256`,
         be.predictionsSha256.slice(0, 12),
         ce.predictionsSha256?.slice(0, 12) ?? "missing",
-        "another prediction (or other evaluated examples), whatever the scores: decoding, " +
-          "postprocessing or the evaluation set changed",
+        "other predictions, whatever the scores: where the losses match, decoding, " +
+          "postprocessing or the evaluated examples changed",
       );
     }
     if (shown(be.invalid) !== shown(ce.invalid)) {
