@@ -623,6 +623,9 @@ function gateEvaluations(
   const key = (e: TaskEval) => `evals[step ${e.step}].${e.task}`;
   const cur = new Map(c.evals.map((e) => [key(e), e]));
   const shown = (i: TaskEval["invalid"]) => i === undefined ? "none" : `${i.count}/${i.of}`;
+  // Other predictions are reported for the run's first such evaluation, with the count of the
+  // others (a training change alters every one; a line each would bury the loss failure).
+  const otherPredictions: [string, string, string][] = [];
   for (const be of b.evals) {
     const k = key(be);
     const ce = cur.get(k);
@@ -636,19 +639,30 @@ function gateEvaluations(
         unbased(`${k}.predictionsSha256`, ce.predictionsSha256.slice(0, 12));
       }
     } else if (ce.predictionsSha256 !== be.predictionsSha256) {
-      differs(
+      otherPredictions.push([
         `${k}.predictionsSha256`,
         be.predictionsSha256.slice(0, 12),
         ce.predictionsSha256?.slice(0, 12) ?? "missing",
-        "other predictions, whatever the scores: where the losses match, decoding, " +
-          "postprocessing or the evaluated examples changed",
-      );
+      ]);
     }
     if (shown(be.invalid) !== shown(ce.invalid)) {
       fail(`${k}.invalid`, shown(be.invalid), shown(ce.invalid));
     }
   }
   for (const k of cur.keys()) fail(k, "missing", "present");
+  const [first, ...rest] = otherPredictions;
+  if (first !== undefined) {
+    differs(
+      ...first,
+      "other predictions, whatever the scores" +
+        (rest.length === 0
+          ? ""
+          : ` (and at ${rest.length} more ${
+            rest.length === 1 ? "evaluation" : "evaluations"
+          } of this run: ${rest.map(([f]) => f.slice(0, f.lastIndexOf("."))).join(", ")})`) +
+        ": where the losses match, decoding, postprocessing or the evaluated examples changed",
+    );
+  }
 }
 
 /**

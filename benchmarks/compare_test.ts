@@ -808,6 +808,23 @@ Deno.test("compareResults() with tolerances.predictions gates every evaluation's
   assert.deepEqual(c1.failures.map((f) => [f.run, f.field]), [[key, `${field}.predictionsSha256`]]);
   assert.match(c1.failures[0]!.detail!, /^other predictions, whatever the scores: /);
   assert.equal(c1.failures[0]!.baseline, other.predictionsSha256!.slice(0, 12));
+  // Every evaluation changed (a training change): one failure, naming the others.
+  const all = { ...r, evals: r.evals.map((e) => ({ ...e, predictionsSha256: "0".repeat(64) })) };
+  const c0 = compareResults([all, base[1]!], base, PRED);
+  assert.equal(c0.failures.length, 1, formatComparison(c0));
+  const [firstEval, ...others] = r.evals;
+  assert.equal(
+    c0.failures[0]!.field,
+    `evals[step ${firstEval!.step}].${firstEval!.task}.predictionsSha256`,
+  );
+  assert.match(
+    c0.failures[0]!.detail!,
+    new RegExp(
+      `^other predictions, whatever the scores \\(and at ${others.length} more evaluations of ` +
+        `this run: ${others.map((e) => `evals\\[step ${e.step}\\]\\.${e.task}`).join(", ")}\\): ` +
+        "where the losses match",
+    ),
+  );
   // Without the tolerance the same change passes (only the best's metrics are gated).
   assert.equal(compareResults(changed, base, TOL).ok, true);
   const c2 = compareResults(edit((e) => ({ ...e, invalid: { count: 2, of: 16 } })), base, PRED);
