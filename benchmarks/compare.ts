@@ -696,8 +696,10 @@ function otherSetup(b: RunResult, c: RunResult): string | undefined {
  * `params.trained`, `flops.trainPerExample`, `flops.inferencePerExample`. With `tol.loss`, also
  * on a different list of training steps, the first step whose loss moved by more than
  * `tol.loss` relative, another tokenizer (by sha256 when both results recorded one, else by
- * `tokenizer`), or another backbone (the last path segment of
- * `backboneSource`: the cache key of an offline backbone, or a hub snapshot).
+ * `tokenizer`'s kind and file name), or another backbone (the last path segment of
+ * `backboneSource`: the cache key of an offline backbone, or a hub snapshot). With
+ * `tol.predictions`, also on every evaluation missing from either run, with other predictions
+ * (`predictionsSha256`; one failure per run) or another invalid count.
  *
  * @param current results of this run
  * @param baseline the baseline results
