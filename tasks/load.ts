@@ -20,6 +20,7 @@ import {
   reqArray,
   reqInt,
   reqString,
+  shown,
   type Where,
 } from "./parse.ts";
 import {
@@ -278,7 +279,7 @@ function checkUniqueIds(
     throw new DataError(
       file,
       e.line ?? 0,
-      `duplicate id ${JSON.stringify(id)}, already at line ${first} (every row of an official ` +
+      `duplicate id ${shown(id)}, already at line ${first} (every row of an official ` +
         "file has its own id: a copied line or an edited id?)",
       composite ? undefined : spec.idField ?? "idx",
     );
@@ -303,7 +304,7 @@ function decodeLabel(spec: TaskSpec, raw: unknown, at: Where): number {
       throw new DataError(
         at.file,
         at.line,
-        `unknown label ${JSON.stringify(raw)} (expected 0 or 1)`,
+        `unknown label ${shown(raw)} (expected 0 or 1)`,
         field,
       );
     case "float": {
@@ -312,7 +313,7 @@ function decodeLabel(spec: TaskSpec, raw: unknown, at: Where): number {
         throw new DataError(
           at.file,
           at.line,
-          `expected a score in [0, 5], got ${JSON.stringify(raw)}`,
+          `expected a score in [0, 5], got ${shown(raw)}`,
           field,
         );
       }
@@ -324,9 +325,7 @@ function decodeLabel(spec: TaskSpec, raw: unknown, at: Where): number {
         throw new DataError(
           at.file,
           at.line,
-          `unknown label ${JSON.stringify(raw)} (expected ${
-            Object.keys(spec.labelMap ?? {}).join(", ")
-          })`,
+          `unknown label ${shown(raw)} (expected ${Object.keys(spec.labelMap ?? {}).join(", ")})`,
           field,
         );
       }
@@ -422,7 +421,7 @@ function headerHint(
     e.file,
     e.line,
     `${e.detail}; line 1 reads as a header (${
-      cells.map((c) => JSON.stringify(c)).join(", ")
+      cells.map((c) => shown(c)).join(", ")
     }); the official file has none (its columns: ${columns.join(", ")}): remove that line`,
     e.field,
   );
@@ -441,7 +440,7 @@ function idOf(row: JsonRow, key: string, at: Where, strings = true): string {
   if (typeof v === "number" && Number.isInteger(v) && v >= 0) return String(v);
   if (strings && typeof v === "string" && v !== "") return v;
   const want = strings ? "a non-negative integer or a non-empty string" : "a non-negative integer";
-  throw new DataError(at.file, at.line, `expected ${want}, got ${JSON.stringify(v)}`, key);
+  throw new DataError(at.file, at.line, `expected ${want}, got ${shown(v)}`, key);
 }
 
 /**

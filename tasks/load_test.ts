@@ -741,6 +741,27 @@ Deno.test("loadExamples(): a malformed file's error names it by its full path, l
       err.message,
       `${file}:3: field "label": unknown label "maybe" (expected entailment, not_entailment)`,
     );
+    // A huge bad value is quoted cut short (h388: a 20000-number list made a 109 KB line).
+    await Deno.mkdir(join(dir, "super_glue/CB"), { recursive: true });
+    const cb = join(dir, "super_glue/CB/val.jsonl");
+    const huge = Array.from({ length: 20000 }, (_, i) => i);
+    await Deno.writeTextFile(
+      cb,
+      JSON.stringify({ premise: huge, hypothesis: "h", label: "neutral", idx: 0 }) + "\n",
+    );
+    const long = await loadExamples("cb", "validation", dir, { checkRows: false }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.ok(long instanceof DataError, String(long));
+    assert.ok(long.message.length < 400, `${long.message.length} characters`);
+    assert.match(
+      long.message,
+      new RegExp(
+        `^${cb.replaceAll(".", "\\.")}:1: field "premise": expected a string, got \\[0,1,2,.*… ` +
+          `\\(${JSON.stringify(huge).length} characters\\)$`,
+      ),
+    );
     // The official row count is checked too, and named the same way.
     await Deno.writeTextFile(file, "index\tsentence1\tsentence2\tlabel\n0\tA.\tB.\tentailment\n");
     await assert.rejects(

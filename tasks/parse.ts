@@ -171,6 +171,17 @@ function clip(text: string, max = 200): string {
   return text.length <= max ? text : `${text.slice(0, max)}… (${text.length} characters)`;
 }
 
+/**
+ * A value as a data error quotes it: its JSON, cut to 200 characters (a damaged field holding a
+ * whole passage or a list of 20000 numbers made one error line of 109 KB, h388).
+ *
+ * @param v the value read
+ * @returns its JSON (or `String(v)` where JSON has none), clipped
+ */
+export function shown(v: unknown): string {
+  return clip(JSON.stringify(v) ?? String(v));
+}
+
 /** A parsed TSV row: cells by column name. */
 export interface TsvRow {
   /** 1-based line number in the file. */
@@ -348,7 +359,7 @@ export function reqString(obj: Record<string, unknown>, path: string, at: Where)
     throw new DataError(
       at.file,
       at.line,
-      v === undefined ? "missing" : `expected a string, got ${JSON.stringify(v)}`,
+      v === undefined ? "missing" : `expected a string, got ${shown(v)}`,
       path,
     );
   }
@@ -362,7 +373,7 @@ export function reqInt(obj: Record<string, unknown>, path: string, at: Where): n
     throw new DataError(
       at.file,
       at.line,
-      v === undefined ? "missing" : `expected an integer, got ${JSON.stringify(v)}`,
+      v === undefined ? "missing" : `expected an integer, got ${shown(v)}`,
       path,
     );
   }
@@ -406,7 +417,7 @@ export function boolLabel(v: unknown, field: string, at: Where): number {
   throw new DataError(
     at.file,
     at.line,
-    `unknown label ${JSON.stringify(v)} (expected true/false)`,
+    `unknown label ${shown(v)} (expected true/false)`,
     field,
   );
 }
