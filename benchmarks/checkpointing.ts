@@ -455,12 +455,17 @@ export async function loadLatestCheckpoint(
     skipped.push({ dir, step, reason });
   }
   if (skipped.length === 0) return undefined;
+  // What to do (h388): the same advice as bench's for checkpoints it would not resume.
   throw new Error(
     `${root}: no checkpoint can be resumed (${skipped.length} tried, newest first): ${
       skipped.map((s) => `${checkpointDirName(s.step)}: ${s.reason}`).join("; ")
-    }`,
+    }; ${NO_RESUME_ADVICE}`,
   );
 }
+
+/** The end of the error when no checkpoint of a folder can be resumed. */
+export const NO_RESUME_ADVICE =
+  "to train the run from step 0, move the folder aside (deno task bench --restart deletes it)";
 
 /** Dispose the tensors of a loaded checkpoint. */
 export function disposeCheckpoint(ck: LoadedCheckpoint): void {

@@ -95,7 +95,7 @@ Deno.test("loadLatestCheckpoint() refuses a state.json whose step is not its fol
       (e: Error) => {
         assert.equal(
           e.message,
-          `${root}: no checkpoint can be resumed (1 tried, newest first): step-00000003: ${state}: field "step" is 7, but the folder is the checkpoint of step 3`,
+          `${root}: no checkpoint can be resumed (1 tried, newest first): step-00000003: ${state}: field "step" is 7, but the folder is the checkpoint of step 3; to train the run from step 0, move the folder aside (deno task bench --restart deletes it)`,
         );
         return true;
       },

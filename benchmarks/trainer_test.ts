@@ -13,6 +13,7 @@ import {
   disposeCheckpoint,
   listCheckpoints,
   loadCheckpoint,
+  NO_RESUME_ADVICE,
   saveCheckpoint,
 } from "./checkpointing.ts";
 import { bestPerTask, evaluate } from "./evaluator.ts";
@@ -1320,7 +1321,7 @@ Deno.test("train() skips a checkpoint whose variable has another shape, naming i
       (e: Error) => {
         assert.equal(
           e.message,
-          `${dir}: no checkpoint can be resumed (1 tried, newest first): step-00000002: ${dir}/step-00000002/variables.safetensors: variable "${name}" is float32 [3], this run's is float32 [${shape}]`,
+          `${dir}: no checkpoint can be resumed (1 tried, newest first): step-00000002: ${dir}/step-00000002/variables.safetensors: variable "${name}" is float32 [3], this run's is float32 [${shape}]; ${NO_RESUME_ADVICE}`,
         );
         return true;
       },
@@ -2210,7 +2211,10 @@ Deno.test("train() refuses a checkpoint state without the fields a resume restor
         { ...good, optimizerStep: -1 },
         /field "optimizerStep" must be a non-negative integer, got -1/,
       ],
-      [{ ...good, losses: undefined }, /field "losses" is missing \(must be .* 2 steps\)$/],
+      [
+        { ...good, losses: undefined },
+        /field "losses" is missing \(must be .* 2 steps\); to train the run from step 0/,
+      ],
       [{ ...good, losses: good.losses.slice(1) }, /field "losses" .*, got 1 entries/],
       [{ ...good, evals: {} }, /field "evals" must be an array, got \{\}/],
       [{ ...good, source: null }, /field "source": /],
