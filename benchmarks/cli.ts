@@ -2147,10 +2147,14 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
     if (tablesDir !== undefined) checkOutputFolder("--tables", tablesDir, written);
     // The cache root the runs keep tokenizers, backbones and data under, when named: a file or a
     // link to nothing is refused here, not as each run's failure. A read-only one that already
-    // holds everything is used as it is (not checked for writing).
+    // holds everything is used as it is (not checked for writing); one that does not exist yet
+    // must be creatable (h388: every run failed on its lock file's folder instead).
     const cacheRoot = Deno.env.get("HYPERPROMPT_CACHE");
     if (cacheRoot) {
-      checkOutputFolder("HYPERPROMPT_CACHE", cacheRoot, { ...written, writable: false });
+      checkOutputFolder("HYPERPROMPT_CACHE", cacheRoot, {
+        ...written,
+        writable: !values["dry-run"] && !existsSync(cacheRoot),
+      });
     }
     let baseline: RunResult[] | undefined;
     if (values.compare !== undefined) {

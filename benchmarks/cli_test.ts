@@ -1347,7 +1347,7 @@ Deno.test("main() checks --data-dir, HYPERPROMPT_DATA, --out, --tables, --compar
     assert.ok(!existsSync(join(out, "tables")));
   }));
 
-Deno.test("main(): --out or --tables on a disk that takes no new file is refused before any run, not in a dry run; HYPERPROMPT_CACHE is not asked to be writable", () =>
+Deno.test("main(): --out or --tables on a disk that takes no new file is refused before any run, not in a dry run; HYPERPROMPT_CACHE only when it does not exist yet", () =>
   inTinyProfileDir(async ({ dir, profile }) => {
     // A read-only disk: root writes past permission bits, so the refusal is injected.
     const ro = join(dir, "ro");
@@ -1381,13 +1381,26 @@ Deno.test("main(): --out or --tables on a disk that takes no new file is refused
     const dry = await run([...base, "--out", join(ro, "out"), "--dry-run"]);
     assert.equal(dry.code, 0, dry.err);
     assert.deepEqual(asked, []);
-    // The cache root is checked as a folder, never for writing (a read-only cache that holds
-    // everything is used as it is).
+    // The cache root is checked as a folder, not for writing when it exists (a read-only cache
+    // that holds everything is used as it is)...
     const cached = await run([...base, "--out", join(dir, "out2"), "--dry-run"], {
       HYPERPROMPT_CACHE: ro,
     });
     assert.equal(cached.code, 0, cached.err);
     assert.deepEqual(asked, []);
+    const existing = await run([...base, "--out", join(dir, "out3")], { HYPERPROMPT_CACHE: ro });
+    assert.equal(existing.code, 0, existing.err);
+    assert.ok(!(asked as string[]).includes(ro), `asked: ${asked}`);
+    // ... but one that does not exist yet must be creatable (h388: every run failed on its lock
+    // file's folder, exit 1, instead).
+    const missing = await run([...base, "--out", join(dir, "out4")], {
+      HYPERPROMPT_CACHE: join(ro, "cache"),
+    });
+    assert.equal(missing.code, 2, missing.err);
+    assert.match(
+      missing.err,
+      /^HYPERPROMPT_CACHE \S*ro\/cache: its nearest existing folder \S*ro cannot be written \(Read-only file system\); name a folder on a writable disk$/,
+    );
   }));
 
 Deno.test("main(): after the grid, one note gives each task's share of predictions that are no answer", () =>

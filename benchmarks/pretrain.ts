@@ -21,6 +21,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { basename, dirname, join, resolve } from "node:path";
+import { existsSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { preset, type T5Config } from "../model/config.ts";
 import { ignoreFileSizeSignal } from "../model/file_size_signal.ts";
@@ -1218,6 +1219,11 @@ export interface PretrainMainOptions {
   readonly error?: (s: string) => void;
   /** The pretraining (default {@link pretrainBackbone}). */
   readonly pretrain?: typeof pretrainBackbone;
+  /**
+   * Why a new file cannot be created in a folder, or undefined (`model/fs.ts`
+   * `checkOutputFolder`'s `cannotWrite`; default: a probe file). Tests inject a read-only disk.
+   */
+  readonly cannotWrite?: (dir: string) => string | undefined;
 }
 
 /**
@@ -1325,9 +1331,15 @@ export async function main(args: string[], opts: PretrainMainOptions = {}): Prom
       await checkTokenizerFile(values.tokenizer);
     }
     const cacheDir = values["cache-dir"] ?? usageChecked(defaultCacheDir);
+    // A cache folder that does not exist yet must be creatable (h388: a bare "Permission denied"
+    // from a lock file's folder); an existing one may be read-only if it holds the backbone.
     checkOutputFolder(
       values["cache-dir"] === undefined ? "the cache folder" : "--cache-dir",
       cacheDir,
+      {
+        writable: !existsSync(cacheDir),
+        ...(opts.cannotWrite === undefined ? {} : { cannotWrite: opts.cannotWrite }),
+      },
     );
     const settings: PretrainOptions = {
       preset: presetName,

@@ -723,6 +723,12 @@ Deno.test("main() (deno task pretrain) checks every argument before the corpus i
         /^--corpus and --data-dir \/\S*empty contradict: --data-dir is read only for the task /,
       ],
       [["--preset", "tiny-v1_1", "--cache-dir", file], /^--cache-dir .*a-file: is a file/],
+      // A cache folder to create on a disk that takes no file (the injected read-only one; h388:
+      // a bare "Permission denied" from a lock file's folder, exit 1).
+      [
+        ["--preset", "tiny-v1_1", "--cache-dir", join(dir, "ro", "cache")],
+        /^--cache-dir \S*ro\/cache: its nearest existing folder \S*ro cannot be written \(Read-only file system\)/,
+      ],
       [["--preset", "nosuch"], /^Unknown T5 preset "nosuch"/],
     ];
     let pretrained = 0;
@@ -730,9 +736,15 @@ Deno.test("main() (deno task pretrain) checks every argument before the corpus i
       pretrained++;
       return Promise.reject(new Error("not reached"));
     };
+    await Deno.mkdir(join(dir, "ro"));
+    const cannotWrite = (d: string) => d === join(dir, "ro") ? "Read-only file system" : undefined;
     for (const [args, want] of cases) {
       const err: string[] = [];
-      equal(await main(args, { error: (s) => err.push(s), pretrain }), 2, args.join(" "));
+      equal(
+        await main(args, { error: (s) => err.push(s), pretrain, cannotWrite }),
+        2,
+        args.join(" "),
+      );
       equal(err.length, 1);
       ok(want.test(err[0]!), `${args.join(" ")}: ${err[0]}`);
     }

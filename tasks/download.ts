@@ -1470,6 +1470,11 @@ export interface DownloadMainOptions {
   readonly error?: (s: string) => void;
   /** The downloader (default {@link download}). */
   readonly download?: (opts: DownloadOptions) => Promise<TaskResult[]>;
+  /**
+   * Why a new file cannot be created in a folder, or undefined (`model/fs.ts`
+   * `checkOutputFolder`'s `cannotWrite`; default: a probe file). Tests inject a read-only disk.
+   */
+  readonly cannotWrite?: (dir: string) => string | undefined;
 }
 
 /**
@@ -1486,7 +1491,7 @@ export function main(args: string[], opts: DownloadMainOptions = {}): Promise<nu
   const error = opts.error ?? ((s: string) => console.error(s));
   const sinks = { log, error };
   return runCli(
-    (a) => downloadCommand(a, log, error, opts.download ?? download),
+    (a) => downloadCommand(a, log, error, opts.download ?? download, opts.cannotWrite),
     args,
     downloadUsage(),
     sinks,
@@ -1499,6 +1504,7 @@ async function downloadCommand(
   log: (s: string) => void,
   error: (s: string) => void,
   dl: (opts: DownloadOptions) => Promise<TaskResult[]>,
+  cannotWrite?: (dir: string) => string | undefined,
 ): Promise<void> {
   let o: DownloadOptions & { help?: boolean };
   let dir: string;
@@ -1532,7 +1538,12 @@ async function downloadCommand(
     // A bad HYPERPROMPT_DATA_ENDPOINTS or HF_ENDPOINT too (download() reads them again).
     endpoints = describeEndpoints(resolveEndpoints(o.endpoints, o.endpointsFrom));
     dir = o.cacheDir ?? defaultCacheDir();
-    checkOutputFolder(o.cacheDir === undefined ? "the cache folder" : "--cache-dir", dir);
+    // It always writes there (its manifest, locks): a folder it cannot write is refused now, not
+    // as a bare "Permission denied" (h388).
+    checkOutputFolder(o.cacheDir === undefined ? "the cache folder" : "--cache-dir", dir, {
+      writable: true,
+      ...(cannotWrite === undefined ? {} : { cannotWrite }),
+    });
   } catch (e) {
     throw new UsageError(`${(e as Error).message}; deno task download --help lists the flags`, {
       cause: e,

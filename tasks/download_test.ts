@@ -2028,6 +2028,24 @@ Deno.test("main() (deno task download): a bad HYPERPROMPT_DATA_ENDPOINTS, HF_END
     }
     assert.equal(downloads, 0);
     assert.deepEqual([...Deno.readDirSync(dir)], [], "no cache made");
+    // A cache folder where nothing can be written: refused as an argument, not a bare
+    // "Permission denied (os error 13): mkdir" (h388).
+    const ro: string[] = [];
+    const roCode = await main(["--tasks", "cola", "--cache-dir", join(dir, "c")], {
+      error: (l) => ro.push(l),
+      log: () => {},
+      download: fake,
+      // A read-only disk: root writes past permission bits, so the refusal is injected.
+      cannotWrite: () => "Read-only file system",
+    });
+    assert.equal(roCode, 2, ro.join("\n"));
+    assert.equal(
+      ro[0],
+      `--cache-dir ${join(dir, "c")}: its nearest existing folder ${dir} cannot be written ` +
+        "(Read-only file system); name a folder on a writable disk; deno task download --help " +
+        "lists the flags",
+    );
+    assert.equal(downloads, 0);
     // download() itself refuses a bad variable before making the cache folder.
     await withEnv({ HYPERPROMPT_DATA_ENDPOINTS: "glue=" }, async () => {
       await assert.rejects(
