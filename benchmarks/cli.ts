@@ -164,7 +164,7 @@ import {
 } from "./trainer.ts";
 import { type AccountingFn, loadAccounting, writeTables } from "./tables.ts";
 import { join } from "node:path";
-import { checkOutputFolder, isDirectorySync } from "../model/fs.ts";
+import { checkOutputFolder, isDirectorySync, isFileSync } from "../model/fs.ts";
 import { checkpointOwnEmbeddings, type EmbeddingStack } from "../model/own_embeddings.ts";
 import { hubCacheFolder, hubDownloadComplete, isHubRepoId } from "../model/hub.ts";
 import {
@@ -449,11 +449,12 @@ export function unusableCheckpoints(specs: readonly RunSpec[]): string[] {
     ) {
       const dir = local.dir;
       const lacks = [
-        ...(WEIGHT_FILES.some((f) => existsSync(join(dir, f))) ? [] : [
+        // Files, not folders of those names (h388: a folder passed, and the run failed at start).
+        ...(WEIGHT_FILES.some((f) => isFileSync(join(dir, f))) ? [] : [
           `${dir}: no ${WEIGHT_FILES.slice(0, -1).join(", ")} or ${WEIGHT_FILES.at(-1)}: ` +
           "the backbone's weights are read from this folder",
         ]),
-        ...(["tokenizer.json", "spiece.model"].some((f) => existsSync(join(dir, f)))
+        ...(["tokenizer.json", "spiece.model"].some((f) => isFileSync(join(dir, f)))
           ? []
           : [noTokenizerError(dir).message]),
       ];

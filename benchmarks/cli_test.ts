@@ -2528,6 +2528,8 @@ Deno.test("unusableCheckpoints(): each unusable config.json of the folders the r
       await Deno.copyFile(relu, join(f!, "config.json"));
       await Deno.writeTextFile(join(f!, file!), "");
     }
+    // A folder of a weight file's name is no weights (h388: it passed, the run failed at start).
+    await Deno.mkdir(join(noWeights, "model.safetensors"));
     await Deno.writeTextFile(join(badJson, "config.json"), `{\n  "d_model": 64,\n}\n`);
     const cfg = JSON.parse(await Deno.readTextFile(relu));
     delete cfg.num_layers;
