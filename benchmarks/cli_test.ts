@@ -1138,7 +1138,8 @@ Deno.test("main() whose download leaves a listed task missing from the default d
     assert.match(
       c.err.at(-1)!,
       new RegExp(
-        `^Profile "tiny-grid": missing glue task files for qqp under the download cache ` +
+        `^Profile "tiny-grid": missing glue task files for qqp \\(glue/QQP/train\\.tsv, ` +
+          `glue/QQP/dev\\.tsv\\) under the download cache ` +
           `"${cache}" or the offline mirror "${mirror}"; bench could not download them \\(the ` +
           `warning above says why\\); once that is fixed, rerun, or pass --data-dir naming a ` +
           `folder that has them$`,
@@ -1152,7 +1153,7 @@ Deno.test("main() whose download leaves a listed task missing from the default d
     assert.match(
       n.err.at(-1)!,
       new RegExp(
-        `for qqp under the download cache "${cache}" or the offline mirror "${mirror}"; ` +
+        `for qqp \\([^)]*\\) under the download cache "${cache}" or the offline mirror "${mirror}"; ` +
           `download them \\(deno task download\\) or pass --data-dir$`,
       ),
     );
@@ -1176,7 +1177,8 @@ Deno.test("main() with the default data folder and no mirror says where the mirr
     assert.equal(await main(args, { ...c.opts, runOne: fakeRunOne }), 1, c.err.join("\n"));
     assert.equal(
       c.err.at(-1)!,
-      `Profile "tiny-grid": missing glue task files for rte, cola under the download cache ` +
+      `Profile "tiny-grid": missing glue task files for rte, cola (glue/RTE/train.tsv, ` +
+        `glue/RTE/dev.tsv, glue/CoLA/train.tsv, glue/CoLA/dev.tsv) under the download cache ` +
         `"${join(dir, "cache", "data")}" (no offline mirror at "${join(noShared, "data")}"; ` +
         `HYPERPROMPT_SHARED=DIR names it); download them (deno task download) or pass --data-dir`,
     );

@@ -21,6 +21,7 @@ import {
   fileChange,
   type FileIdentity,
   fileIdentity,
+  isDirectorySync,
   makeHeldTempDir,
   pathExists,
   recoverAsideFolders,
@@ -34,7 +35,7 @@ import {
 import { errorChain } from "../model/http.ts";
 import { type CheckpointFileRecord, fileDigest } from "../model/checkpoint.ts";
 import { parseJsonFile } from "../model/json.ts";
-import { noMirrorNote } from "../tasks/data.ts";
+import { noMirrorNote, partitionTasks } from "../tasks/data.ts";
 import {
   availableTasks,
   BENCHMARK_TASKS,
@@ -163,7 +164,8 @@ function fileCatalogAvailable(_benchmark: BenchmarkName, task: string, dataDir: 
   const t = Object.hasOwn(TASKS, task) ? TASKS[task] : undefined;
   // A train-only task (DPR) has train files alone.
   if (t === undefined || (!hasTrainAndValidation(t) && t.trainOnly !== true)) return false;
-  const splits = Object.entries(t.files).filter(([split]) => split !== "test");
+  // Test splits aside (MNLI's test_matched and test_mismatched too, as the default catalog).
+  const splits = Object.entries(t.files).filter(([split]) => !split.startsWith("test"));
   return splits.flatMap(([, files]) => files ?? []).every((f) => {
     try {
       return Deno.statSync(join(dataDir, f.path)).isFile;
@@ -171,6 +173,27 @@ function fileCatalogAvailable(_benchmark: BenchmarkName, task: string, dataDir: 
       return false;
     }
   });
+}
+
+/**
+ * A task's files the default catalog needs (train and validation; `tasks/data.ts`
+ * `partitionTasks`) that are not files under `dataDir`: each path, with `: a folder, not a file`
+ * where a folder is in its place.
+ *
+ * @param task the task
+ * @param dataDir the data folder
+ * @returns the paths, relative to `dataDir`
+ */
+function absentFiles(task: string, dataDir: string): string[] {
+  let missing;
+  try {
+    missing = partitionTasks(dataDir, [task]).missing;
+  } catch {
+    return []; // no task source of that name: nothing to name
+  }
+  return missing.flatMap((m) => m.files).map((path) =>
+    isDirectorySync(join(dataDir, path)) ? `${path}: a folder, not a file` : path
+  );
 }
 
 /**
@@ -497,9 +520,13 @@ function resolveTasks(
   const skipping = listed === undefined && missing.length < chosen.length
     ? `, or set "skipMissingTasks": true in the profile to run the tasks present (partial averages)`
     : "";
+  // Each task's files that are not there, or not files (h388: the message named the task alone).
+  const files = [...new Set(missing.flatMap((t) => absentFiles(t, opts.dataDir)))];
   const message = `Profile "${profile.name}": missing ${benchmark} task files for ${
     missing.join(", ")
-  } ${missingWhere(opts)}; ${missingAdvice(opts)}${skipping}`;
+  }${files.length === 0 ? "" : ` (${files.join(", ")})`} ${missingWhere(opts)}; ${
+    missingAdvice(opts)
+  }${skipping}`;
   if (opts.onMissing === undefined) throw new Error(message);
   opts.onMissing(message);
   return chosen;

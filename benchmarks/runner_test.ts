@@ -177,7 +177,7 @@ Deno.test("expandGrid() errors on unknown or missing tasks, or skips missing one
   );
   assert.throws(
     () => expandGrid(profile({ tasks: { glue: ["mnli"] } }), { dataDir: DATA, catalog }),
-    /missing glue task files for mnli under .*; download them \(deno task download\) or pass --data-dir$/,
+    /missing glue task files for mnli \(glue\/MNLI\/train\.tsv, glue\/MNLI\/dev_matched\.tsv, [^)]*\) under .*; download them \(deno task download\) or pass --data-dir$/,
   );
   assert.throws(
     () =>
@@ -186,25 +186,39 @@ Deno.test("expandGrid() errors on unknown or missing tasks, or skips missing one
         catalog,
         dataDirNamedBy: "HYPERPROMPT_DATA",
       }),
-    /for mnli under .*; that folder was named by HYPERPROMPT_DATA: .* leave HYPERPROMPT_DATA out/,
+    /for mnli \([^)]*\) under .*; that folder was named by HYPERPROMPT_DATA: .* leave HYPERPROMPT_DATA out/,
   );
   const noTasks = { tasks: undefined, benchmarks: ["glue"] };
   // No task listed and some present: skipMissingTasks is named as the other way out.
   assert.throws(() => expandGrid(profile(noTasks), { dataDir: DATA, catalog }), {
-    message: `Profile "t": missing glue task files for qqp, mnli, qnli under "${DATA}"; download ` +
+    message: `Profile "t": missing glue task files for qqp, mnli, qnli (glue/QQP/train.tsv, ` +
+      "glue/QQP/dev.tsv, glue/MNLI/train.tsv, glue/MNLI/dev_matched.tsv, " +
+      "glue/MNLI/dev_mismatched.tsv, glue/QNLI/train.tsv, glue/QNLI/dev.tsv" +
+      `) under "${DATA}"; download ` +
       `them (deno task download) or pass --data-dir, or set "skipMissingTasks": true in the ` +
       "profile to run the tasks present (partial averages)",
   });
   // Not where it would not help: a listed task missing, or no task of the benchmark present.
   assert.throws(
     () => expandGrid(profile({ tasks: { glue: ["rte", "mnli"] } }), { dataDir: DATA, catalog }),
-    (e: Error) => /for mnli under/.test(e.message) && !e.message.includes("skipMissingTasks"),
+    (e: Error) =>
+      /for mnli \([^)]*\) under/.test(e.message) && !e.message.includes("skipMissingTasks"),
   );
   const empty = await Deno.makeTempDir();
   try {
     assert.throws(
       () => expandGrid(profile(noTasks), { dataDir: empty, catalog }),
       (e: Error) => /missing glue task files for/.test(e.message) && !/skipMiss/.test(e.message),
+    );
+    // Each absent file is named; a folder in a file's place is said to be one (h388).
+    await Deno.mkdir(join(empty, "glue", "RTE", "dev.tsv"), { recursive: true });
+    assert.throws(
+      () => expandGrid(profile({ tasks: { glue: ["rte"] } }), { dataDir: empty, catalog }),
+      (e: Error) =>
+        e.message.includes(
+          "missing glue task files for rte (glue/RTE/train.tsv, glue/RTE/dev.tsv: a folder, not " +
+            "a file) under",
+        ),
     );
   } finally {
     await Deno.remove(empty, { recursive: true });
@@ -2070,7 +2084,8 @@ Deno.test("expandGrid(): with the default data's roots, a missing task names eac
   const failed = "bench could not download them (the warning above says why); once that is " +
     "fixed, rerun, or pass --data-dir naming a folder that has them";
   const advise = "download them (deno task download) or pass --data-dir";
-  const missing = 'Profile "t": missing glue task files for mnli';
+  const missing = 'Profile "t": missing glue task files for mnli (glue/MNLI/train.tsv, ' +
+    "glue/MNLI/dev_matched.tsv, glue/MNLI/dev_mismatched.tsv)";
   assert.equal(message({ defaultData: roots }), `${missing} ${where}; ${advise}`);
   assert.equal(
     message({ defaultData: { ...roots, downloadFailed: true } }),
@@ -2114,7 +2129,7 @@ Deno.test("expandGrid(): skipMissingTasks skips only unlisted tasks, says which,
         dataDir: DATA,
         catalog,
       }),
-    /missing glue task files for mnli under/,
+    /missing glue task files for mnli \(glue\/MNLI\/train\.tsv, [^)]*\) under/,
   );
   // The tasks it leaves out: one note per benchmark (onNote), none where none is left out.
   const notes: string[] = [];
