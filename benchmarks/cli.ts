@@ -2204,10 +2204,16 @@ export async function main(args: string[], opts: MainOptions = {}): Promise<numb
         catalog: await defaultTaskCatalog(),
       });
       if (missing.length > 0 && values["dry-run"]) {
+        // A HYPERPROMPT_SHARED that names no mirror is why the tasks would download: said here,
+        // not only after a download failed (h388).
+        const roots = defaultDataRoots(false);
+        const noMirror = Deno.env.get("HYPERPROMPT_SHARED") && !roots.mirrorExists
+          ? ` (${noMirrorNote(roots.mirror)})`
+          : "";
         error(
           `A run would first download: ${missing.join(", ")}` +
             (endpoints === "" ? "" : ` (endpoints: ${endpoints})`) +
-            "; the plan below counts them as downloaded",
+            `${noMirror}; the plan below counts them as downloaded`,
         );
         wouldDownload = new Set(missing);
       } else if (missing.length > 0) {

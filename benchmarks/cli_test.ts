@@ -1088,6 +1088,22 @@ Deno.test("main() with no cache and no mirror still downloads first, then names 
           `or pass --data-dir$`,
       ),
     );
+    // A dry run says why the tasks would download: HYPERPROMPT_SHARED names no mirror (h388:
+    // said only once the download had failed).
+    // (With no data folder at all the dry run then stops, as the run would before its download.)
+    const dry = capture();
+    await main(["--profile", profile, "--out", join(dir, "out"), "--dry-run", "--backend", "cpu"], {
+      ...dry.opts,
+      runOne: fakeRunOne,
+    });
+    assert.ok(
+      dry.err.includes(
+        `A run would first download: glue/rte, glue/cola, super_glue/cb (no offline mirror at "${
+          join(dir, "no-shared", "data")
+        }"; HYPERPROMPT_SHARED=DIR names it); the plan below counts them as downloaded`,
+      ),
+      dry.err.join("\n"),
+    );
     // Bad arguments and profiles are still refused (2), and before any download.
     asked.length = 0;
     const unknownTask = await tmpProfile(dir, { tasks: { glue: ["nope"] } });
