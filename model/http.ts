@@ -149,9 +149,13 @@ export function isConnectFailure(e: unknown): boolean {
  * @returns its message, then each cause's message in parentheses unless empty or already said
  */
 function fetchFailure(e: unknown): string {
-  let message = e instanceof Error ? e.message : String(e);
+  // Deno's causes repeat the address ("error sending request for url (https://…): …"), which
+  // the caller's "GET <url>: " already says: dropped (h388: three copies of one URL per line).
+  const bare = (m: string) => m.replace(/^error sending request for url \([^)]*\): /, "");
+  let message = bare(e instanceof Error ? e.message : String(e));
   for (const c of errorChain(e).slice(1)) {
-    if (c.message !== "" && !message.includes(c.message)) message += ` (${c.message})`;
+    const m = bare(c.message);
+    if (m !== "" && !message.includes(m)) message += ` (${m})`;
   }
   return message;
 }

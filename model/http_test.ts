@@ -5,7 +5,9 @@ import {
   ConnectionError,
   errorChain,
   fetchResumable,
+  getWithin,
   HtmlPageError,
+  type HttpGet,
   HttpStatusError,
   isConnectFailure,
   MAX_CAUSE_DEPTH,
@@ -1183,4 +1185,19 @@ Deno.test("fetchResumable: the retry line of a body cut off names the URL", asyn
       "rte.zip: GET http://x.invalid/f: error reading a body from connection; retrying in 1 s",
     ]);
   });
+});
+
+Deno.test("getWithin(): a fetch failure's message says the URL once (Deno's causes repeat it)", async () => {
+  const url = "https://dl.example/glue/RTE.zip";
+  const cause = new Error(
+    `error sending request for url (${url}): client error (Connect): dns error`,
+  );
+  const get: HttpGet = () => Promise.reject(new TypeError("fetch failed", { cause }));
+  await assert.rejects(
+    getWithin(get, url, {}, new AbortController(), 1000),
+    (e: Error) => {
+      assert.equal(e.message, `GET ${url}: fetch failed (client error (Connect): dns error)`);
+      return true;
+    },
+  );
 });
