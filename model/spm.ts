@@ -15,6 +15,7 @@ import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import { CheckpointError } from "./checkpoint_error.ts";
 import { writeFileAtomic } from "./fs.ts";
 import { parseJsonFile } from "./json.ts";
+import { checkTokenizerSize } from "./tokenizer.ts";
 
 /** One piece of a SentencePiece model. */
 export interface SentencePiece {
@@ -687,6 +688,7 @@ export interface ConvertedSpiece {
 export async function convertSpieceFolder(dir: string): Promise<ConvertedSpiece | undefined> {
   const spiece = join(dir, "spiece.model");
   let bytes: Uint8Array;
+  checkTokenizerSize(spiece);
   try {
     bytes = await Deno.readFile(spiece);
   } catch (e) {

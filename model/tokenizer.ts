@@ -92,6 +92,36 @@ function validateNormalizer(n: unknown, field: string, source: string): void {
   }
 }
 
+/**
+ * The largest tokenizer file read (tokenizer.json, spiece.model): far above any T5's (T5's
+ * tokenizer.json is 2.4 MB, mT5's 16 MB); a 41 MB one of 2M pieces took 1.3 GiB to load, so a
+ * damaged or hostile file of hundreds of MB would take the machine's memory (h382).
+ */
+export const MAX_TOKENIZER_BYTES = 256 * 2 ** 20;
+
+/**
+ * Refuses a tokenizer file over {@link MAX_TOKENIZER_BYTES}, naming it (a missing one is left to
+ * the read, which names it).
+ *
+ * @param file the file
+ * @throws CheckpointError when it is larger
+ */
+export function checkTokenizerSize(file: string): void {
+  let size: number;
+  try {
+    size = Deno.statSync(file).size;
+  } catch {
+    return;
+  }
+  if (size > MAX_TOKENIZER_BYTES) {
+    throw new CheckpointError(
+      `${file}: ${size} bytes, more than ${MAX_TOKENIZER_BYTES} (256 MiB): no T5 tokenizer comes ` +
+        "near it (a damaged or hostile file)",
+      { file },
+    );
+  }
+}
+
 /** The `model.type`s `@huggingface/tokenizers` implements (Rust's WordLevel it does not). */
 const MODEL_TYPES: readonly string[] = ["Unigram", "BPE", "WordPiece"];
 
@@ -333,6 +363,7 @@ export class T5Tokenizer {
       }
       throw e;
     }
+    checkTokenizerSize(file);
     let text: string;
     try {
       text = await Deno.readTextFile(file);

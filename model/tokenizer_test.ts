@@ -3,9 +3,9 @@ import { Buffer } from "node:buffer";
 import { join } from "node:path";
 import { CheckpointError } from "./checkpoint_error.ts";
 import { sharedPath } from "./shared_dir.ts";
-import { T5_UNK_SURFACE, T5Tokenizer, truncateWithEos } from "./tokenizer.ts";
+import { MAX_TOKENIZER_BYTES, T5_UNK_SURFACE, T5Tokenizer, truncateWithEos } from "./tokenizer.ts";
 import { buildCharsmap, SMALL_MAP } from "./precompiled_testing.ts";
-import { sentencePieceToTokenizerJson, withSentinels } from "./spm.ts";
+import { convertSpieceFolder, sentencePieceToTokenizerJson, withSentinels } from "./spm.ts";
 
 const DIR = sharedPath("fixtures", "tokenizer", "unigram-glue-4k");
 
@@ -516,4 +516,33 @@ Deno.test("vocabSize is the highest id + 1 also when two strings share an id (a 
   const tok = T5Tokenizer.fromJson(json, "shared-id");
   assert.equal(tok.vocabSize, 4);
   assert.deepEqual(tok.encode("a b"), [3, 3, 1]);
+});
+
+Deno.test("a tokenizer file over 256 MiB is refused before it is read, naming it (h382)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // Sparse files: no disk or memory spent.
+    for (const name of ["tokenizer.json", "spiece.model"]) {
+      const file = join(dir, name);
+      await Deno.writeTextFile(file, "{}");
+      await Deno.truncate(file, MAX_TOKENIZER_BYTES + 1);
+    }
+    const want = (file: string) =>
+      checkpointError(
+        file,
+        undefined,
+        new RegExp(
+          `^${file.replaceAll(".", "\\.")}: ${
+            MAX_TOKENIZER_BYTES + 1
+          } bytes, more than ${MAX_TOKENIZER_BYTES} \\(256 MiB\\): no T5 tokenizer comes near it`,
+        ),
+      );
+    await assert.rejects(T5Tokenizer.fromFile(dir), want(join(dir, "tokenizer.json")));
+    await assert.rejects(convertSpieceFolder(dir), want(join(dir, "spiece.model")));
+    // At the bound: read (and refused for what it holds, not its size).
+    await Deno.truncate(join(dir, "tokenizer.json"), 2);
+    await assert.rejects(T5Tokenizer.fromFile(dir), (e: Error) => !/256 MiB/.test(e.message));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
