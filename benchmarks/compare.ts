@@ -609,9 +609,11 @@ function gateLosses(
 /**
  * The exact evaluation checks of {@link compareResults} under `tolerances.predictions`: every
  * baseline evaluation (step and task) present, with the same predictions (their sha256) and the
- * same invalid count, and no evaluation the baseline lacks. Each mismatch is one failure: an
- * evaluation-only change (decoding, postprocessing, the evaluated examples) shows in every
- * evaluation of the tasks it touches, also where every score is 0.
+ * same invalid count, and no evaluation the baseline lacks. Each missing or extra evaluation and
+ * each other invalid count is a failure; other predictions are one failure per run, at its first
+ * such evaluation, naming up to three others: an evaluation-only change (decoding,
+ * postprocessing, the evaluated examples) shows in every evaluation of the tasks it touches, also
+ * where every score is 0.
  */
 function gateEvaluations(
   b: RunResult,
@@ -659,7 +661,9 @@ function gateEvaluations(
           ? ""
           : ` (and at ${rest.length} more ${
             rest.length === 1 ? "evaluation" : "evaluations"
-          } of this run: ${rest.map(([f]) => f.slice(0, f.lastIndexOf("."))).join(", ")})`) +
+          } of this run: ${
+            rest.slice(0, 3).map(([f]) => f.slice(0, f.lastIndexOf("."))).join(", ")
+          }${rest.length > 3 ? ", …" : ""})`) +
         ": where the losses match, decoding, postprocessing or the evaluated examples changed",
     );
   }

@@ -825,6 +825,24 @@ Deno.test("compareResults() with tolerances.predictions gates every evaluation's
         "where the losses match",
     ),
   );
+  // Many evaluations: three named, the rest counted (a profile evaluating often made a line of
+  // several KB).
+  const many = {
+    ...r,
+    evals: [...r.evals, ...[3, 5, 7, 9].map((step) => ({ ...r.evals[0]!, step: 100 + step }))],
+  };
+  const manyChanged = {
+    ...many,
+    evals: many.evals.map((e) => ({ ...e, predictionsSha256: "1".repeat(64) })),
+  };
+  const c6 = compareResults([manyChanged, base[1]!], [many, base[1]!], PRED);
+  assert.equal(c6.failures.length, 1, formatComparison(c6));
+  assert.match(
+    c6.failures[0]!.detail!,
+    new RegExp(
+      `\\(and at ${many.evals.length - 1} more evaluations of this run: [^,]+, [^,]+, [^,]+, …\\)`,
+    ),
+  );
   // Without the tolerance the same change passes (only the best's metrics are gated).
   assert.equal(compareResults(changed, base, TOL).ok, true);
   const c2 = compareResults(edit((e) => ({ ...e, invalid: { count: 2, of: 16 } })), base, PRED);
