@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { sharedPath } from "../model/shared_dir.ts";
 import { examplesFromBytes, loadExamples, type LoadOptions } from "./load.ts";
 import { scoreTask } from "./metrics.ts";
-import { DataError } from "./parse.ts";
+import { DataError, parseDpr } from "./parse.ts";
 import type { Example, TaskSplit } from "./types.ts";
 
 const DATA = sharedPath("data");
@@ -1210,5 +1210,75 @@ Deno.test("DPR (dpr_v001_simple, train only): T5 text, official count, errors by
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("every data error quotes a huge value cut short: labels, scores, ids, integers, a header's cells, DPR's candidates (h388, h389)", () => {
+  const big = "x".repeat(5000);
+  const row = (o: Record<string, unknown>) => JSON.stringify(o) + "\n";
+  const cases: [string, TaskSplit, string, string][] = [
+    ["boolq", "validation", "val.jsonl", row({ question: "q", passage: "p", idx: 0, label: big })],
+    ["cb", "validation", "val.jsonl", row({ premise: "p", hypothesis: "h", idx: 0, label: big })],
+    [
+      "stsb",
+      "validation",
+      "dev.tsv",
+      "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n" +
+      `0\ta\tb\tc\td\te\tf\tg\th\t${big}\n`,
+    ],
+    ["cola", "validation", "dev.tsv", `src\t${big}\t\tsent\n`],
+    // A header line with a huge cell: the note lists the cells.
+    ["cola", "validation", "dev.tsv", `source\tlabel\tauthor_label\t${big}\n`],
+    [
+      "cb",
+      "validation",
+      "val.jsonl",
+      row({ premise: "p", hypothesis: "h", idx: big.split(""), label: "neutral" }),
+    ],
+    [
+      "cb",
+      "validation",
+      "val.jsonl",
+      [0, 1].map(() => row({ premise: "p", hypothesis: "h", idx: big, label: "neutral" })).join(""),
+    ],
+    [
+      "record",
+      "validation",
+      "val.jsonl",
+      row({ idx: 0, source: "s", passage: { text: "t", entities: [{ start: big, end: 1 }] } }),
+    ],
+    [
+      "multirc",
+      "validation",
+      "val.jsonl",
+      row({
+        idx: 0,
+        version: 1,
+        passage: {
+          text: "t",
+          questions: [{ question: "q", idx: 0, answers: [{ text: "a", idx: 0, label: big }] }],
+        },
+      }),
+    ],
+  ];
+  const messages = cases.map(([task, split, file, text]) => {
+    try {
+      examplesFromBytes(task, split, new TextEncoder().encode(text), file);
+    } catch (e) {
+      return (e as Error).message;
+    }
+    return `${task}: no error`;
+  });
+  try {
+    parseDpr(`The cat sat.\ncat\n${big},dog\nmouse\n\n`, "dpr.txt");
+    messages.push("dpr: no error");
+  } catch (e) {
+    messages.push((e as Error).message);
+  }
+  assert.equal(messages.length, cases.length + 1);
+  for (const m of messages) {
+    assert.ok(m.length < 500, `${m.length} characters: ${m.slice(0, 120)}`);
+    // Cut to 200 characters, the full length said.
+    assert.match(m, /… \(\d+ characters\)/, m.slice(0, 120));
   }
 });

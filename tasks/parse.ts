@@ -552,7 +552,7 @@ export function parseDpr(text: string, file: string): DprRecord[] {
         file,
         aLine.line,
         `${JSON.stringify(clip(correct))} is not one of the candidates ${
-          candidates.map((c) => JSON.stringify(c)).join(", ")
+          candidates.map((c) => shown(c)).join(", ")
         } (line ${cLine.line})`,
         "correct antecedent",
       );
