@@ -1411,6 +1411,13 @@ Deno.test("main(): --out or --tables on a disk that takes no new file is refused
     assert.ok(!(asked as string[]).includes(ro), `asked: ${asked}`);
     // ... but one that does not exist yet must be creatable (h388: every run failed on its lock
     // file's folder, exit 1, instead).
+    // A dry run writes nothing there: not asked.
+    asked.length = 0;
+    const missingDry = await run([...base, "--out", join(dir, "out4"), "--dry-run"], {
+      HYPERPROMPT_CACHE: join(ro, "cache"),
+    });
+    assert.equal(missingDry.code, 0, missingDry.err);
+    assert.deepEqual(asked, []);
     const missing = await run([...base, "--out", join(dir, "out4")], {
       HYPERPROMPT_CACHE: join(ro, "cache"),
     });
@@ -2546,8 +2553,10 @@ Deno.test("unusableCheckpoints(): each unusable config.json of the folders the r
       await Deno.copyFile(relu, join(f!, "config.json"));
       await Deno.writeTextFile(join(f!, file!), "");
     }
-    // A folder of a weight file's name is no weights (h388: it passed, the run failed at start).
+    // A folder of a weight file's name is no weights (h388: it passed, the run failed at start);
+    // a folder named tokenizer.json is no tokenizer.
     await Deno.mkdir(join(noWeights, "model.safetensors"));
+    await Deno.mkdir(join(noTokenizer, "tokenizer.json"));
     await Deno.writeTextFile(join(badJson, "config.json"), `{\n  "d_model": 64,\n}\n`);
     const cfg = JSON.parse(await Deno.readTextFile(relu));
     delete cfg.num_layers;

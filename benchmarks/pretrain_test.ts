@@ -749,6 +749,24 @@ Deno.test("main() (deno task pretrain) checks every argument before the corpus i
       ok(want.test(err[0]!), `${args.join(" ")}: ${err[0]}`);
     }
     equal(pretrained, 0, "nothing was pretrained");
+    // An existing cache on that disk is used as it is (a read-only one that holds the backbone).
+    const found: typeof pretrainBackbone = () =>
+      Promise.resolve(
+        { dir: join(dir, "ro"), info: { losses: [], steps: 0 } } as unknown as Awaited<
+          ReturnType<typeof pretrainBackbone>
+        >,
+      );
+    const roErr: string[] = [];
+    equal(
+      await main(["--preset", "tiny-v1_1", "--cache-dir", join(dir, "ro")], {
+        error: (s) => roErr.push(s),
+        log: () => {},
+        pretrain: found,
+        cannotWrite,
+      }),
+      0,
+      roErr.join("\n"),
+    );
     // HYPERPROMPT_DATA, standing in for --data-dir, is checked as well when the task corpus is
     // read from it; not with --corpus (then no data folder is read).
     const named: [string, RegExp][] = [

@@ -2260,3 +2260,20 @@ Deno.test("runGrid(): a claim taken over just after the result was written leave
     assert.equal(await Deno.readTextFile(join(workDir, "checkpoint.txt")), "step 2");
     assert.equal(await Deno.readTextFile(runLockFile(file)), "{}");
   }));
+
+Deno.test("FILE_CATALOG: a task needs its train and validation files, not its test files (MNLI's test_matched and test_mismatched too)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(join(dir, "glue", "MNLI"), { recursive: true });
+    for (const f of ["train.tsv", "dev_matched.tsv", "dev_mismatched.tsv"]) {
+      await Deno.writeTextFile(join(dir, "glue", "MNLI", f), "x\n");
+    }
+    assert.equal(FILE_CATALOG.isAvailable("glue", "mnli", dir), true);
+    // As the default catalog says.
+    assert.equal((await defaultTaskCatalog()).isAvailable("glue", "mnli", dir), true);
+    await Deno.remove(join(dir, "glue", "MNLI", "dev_mismatched.tsv"));
+    assert.equal(FILE_CATALOG.isAvailable("glue", "mnli", dir), false);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

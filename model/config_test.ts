@@ -284,3 +284,35 @@ Deno.test("t5ConfigFromHf: each bad or missing field is a CheckpointError with t
   // An unknown preset is no checkpoint's error.
   assert.throws(() => preset("t5-nano"), (e: unknown) => !(e instanceof CheckpointError));
 });
+
+Deno.test("t5ConfigFromHf: each size field is capped, and its cap itself passes", () => {
+  const caps: Record<string, number> = {
+    vocab_size: 2 ** 24,
+    d_model: 2 ** 16,
+    d_kv: 2 ** 12,
+    d_ff: 2 ** 20,
+    num_heads: 2 ** 10,
+    num_layers: 2 ** 10,
+    num_decoder_layers: 2 ** 10,
+    relative_attention_num_buckets: 2 ** 12,
+    relative_attention_max_distance: 2 ** 20,
+  };
+  for (const [field, cap] of Object.entries(caps)) {
+    assert.equal(
+      (t5ConfigFromHf({ ...T5_SMALL, [field]: cap }, "c.json") as unknown as Record<
+        string,
+        number
+      >)[field.replace(/_(\w)/g, (_, c) => c.toUpperCase())],
+      cap,
+      field,
+    );
+    assert.throws(
+      () => t5ConfigFromHf({ ...T5_SMALL, [field]: cap + 1 }, "c.json"),
+      (e: unknown) =>
+        e instanceof CheckpointError && e.field === field &&
+        e.message === `c.json: field "${field}" must be at most ${cap} (no T5 comes near it: a ` +
+            `damaged or hostile file), got ${cap + 1}`,
+      field,
+    );
+  }
+});

@@ -283,3 +283,14 @@ Deno.test("header-only read of a file cut short after it was opened names the fi
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("parseHeader(): offsets past 4 GiB (a T5-11B shard) are offsets, not refused as too large", () => {
+  const begin = 5e9;
+  // A 5 GB tensor first, then one past it (only the header is read).
+  const header = new TextEncoder().encode(JSON.stringify({
+    big: { dtype: "F32", shape: [begin / 4], data_offsets: [0, begin] },
+    a: { dtype: "F32", shape: [2], data_offsets: [begin, begin + 8] },
+  }));
+  const h = parseHeader(header, 8 + header.byteLength + begin + 8, "big.st");
+  assert.deepEqual(h.tensors.get("a")?.dataOffsets, [begin, begin + 8]);
+});

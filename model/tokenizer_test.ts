@@ -273,10 +273,11 @@ Deno.test("added_tokens: an id that is no integer in range, or an entry without 
     ),
   );
   for (
-    const [entry, field] of [[7, `added_tokens[${n - 1}]`], [
-      { id: 3 },
-      `added_tokens[${n - 1}].content`,
-    ]] as const
+    const [entry, field] of [
+      [7, `added_tokens[${n - 1}]`],
+      [{ id: 3 }, `added_tokens[${n - 1}].content`],
+      [{ id: 3, content: "" }, `added_tokens[${n - 1}].content`],
+    ] as const
   ) {
     assert.throws(
       () => T5Tokenizer.fromJson(withAdded(entry), "bad.json"),
