@@ -621,8 +621,11 @@ function gateEvaluations(
   fail: (field: string, bv: number | string, cv: number | string) => void,
   differs: (field: string, bv: string, cv: string, detail: string) => void,
   unbased: (field: string, cv: string) => void,
+  note: (text: string) => void,
 ): void {
   const key = (e: TaskEval) => `evals[step ${e.step}].${e.task}`;
+  // Evaluations neither result has a digest of (both written before they were recorded).
+  let undigested = 0;
   const cur = new Map(c.evals.map((e) => [key(e), e]));
   const shown = (i: TaskEval["invalid"]) => i === undefined ? "none" : `${i.count}/${i.of}`;
   // Other predictions are reported for the run's first such evaluation, with the count of the
@@ -639,7 +642,7 @@ function gateEvaluations(
     if (be.predictionsSha256 === undefined) {
       if (ce.predictionsSha256 !== undefined) {
         unbased(`${k}.predictionsSha256`, ce.predictionsSha256.slice(0, 12));
-      }
+      } else undigested++;
     } else if (ce.predictionsSha256 !== be.predictionsSha256) {
       otherPredictions.push([
         `${k}.predictionsSha256`,
@@ -652,6 +655,12 @@ function gateEvaluations(
     }
   }
   for (const k of cur.keys()) fail(k, "missing", "present");
+  if (undigested > 0) {
+    note(
+      `${undigested} ${undigested === 1 ? "evaluation" : "evaluations"} without a predictions ` +
+        "digest in either result (both written before it was recorded): predictions not compared",
+    );
+  }
   const [first, ...rest] = otherPredictions;
   if (first !== undefined) {
     differs(
@@ -833,7 +842,9 @@ export function compareResults(
       }
     }
     if (tol.loss !== undefined) gateLosses(b, c, tol.loss, fail, failWhy);
-    if (tol.predictions === true) gateEvaluations(b, c, fail, failWhy, unbased);
+    if (tol.predictions === true) {
+      gateEvaluations(b, c, fail, failWhy, unbased, (text) => notes.push(`${key}: ${text}`));
+    }
     for (const k of ["total", "extra", "trained"] as const) {
       if (c.params[k] !== b.params[k]) fail(`params.${k}`, b.params[k], c.params[k]);
     }

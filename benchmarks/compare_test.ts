@@ -871,6 +871,13 @@ Deno.test("compareResults() with tolerances.predictions gates every evaluation's
     formatComparison(c5),
   );
   assert.equal(c5.failures.length, r.evals.length);
+  // Neither result with digests (both older): nothing compared, said in a note.
+  const c7 = compareResults([old, base[1]!], [old, base[1]!], PRED);
+  assert.equal(c7.ok, true, formatComparison(c7));
+  assert.deepEqual(c7.notes, [
+    `${key}: ${r.evals.length} evaluations without a predictions digest in either result (both ` +
+    "written before it was recorded): predictions not compared",
+  ]);
 });
 
 Deno.test("profile tolerances: predictions is a boolean (false: left out)", () => {
