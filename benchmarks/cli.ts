@@ -125,7 +125,6 @@ import {
   perTaskTag,
   profileNotes,
   runFileName,
-  runId,
   type RunOneFn,
   type RunProgress,
   type RunResult,
@@ -162,7 +161,13 @@ import {
   stopRequested,
   watchCheckpointingLoops,
 } from "./trainer.ts";
-import { type AccountingFn, loadAccounting, writeTables } from "./tables.ts";
+import {
+  type AccountingFn,
+  DUPLICATE_ADVICE,
+  editedResults,
+  loadAccounting,
+  writeTables,
+} from "./tables.ts";
 import { join } from "node:path";
 import { checkOutputFolder, isDirectorySync, isFileSync } from "../model/fs.ts";
 import { checkpointOwnEmbeddings, type EmbeddingStack } from "../model/own_embeddings.ts";
@@ -566,16 +571,18 @@ export async function tablesPreflight(
   let others: RunResult[];
   try {
     others = await loadResults(outDir, { except: new Set(own.values()) });
-    rejectDuplicates(others, (r) => r.spec.id, "run id", "remove one (a copy?)");
+  } catch (e) {
+    return (e as Error).message;
+  }
+  // The tables' own checks of their input (tables.ts), then a copy of a run of this grid.
+  const edited = editedResults(others);
+  if (edited !== undefined) return edited;
+  try {
+    rejectDuplicates(others, (r) => r.spec.id, "run id", DUPLICATE_ADVICE);
   } catch (e) {
     return (e as Error).message;
   }
   for (const r of others) {
-    const hashed = runId(r.spec);
-    if (hashed !== r.spec.id) {
-      return `${resultSource(r)}: its spec hashes to ${hashed}, not to its id ${r.spec.id}: ` +
-        "edited after the run wrote it? Restore the file, or move it out of the folder";
-    }
     const file = own.get(r.spec.id);
     if (file !== undefined) {
       return `${resultSource(r)} is a result of run ${r.spec.id} of this grid, whose own file ` +

@@ -1524,7 +1524,7 @@ Deno.test("main() refuses before training what would fail the tables in --out: a
         JSON.stringify(foreign),
         new RegExp(
           `Two results for the same run id ${foreign.spec.id}: .*twice-a\\.json and .*twice-b\\.json; ` +
-            "remove one \\(a copy\\?\\)",
+            "remove one \\(a copy, or a rerun into another folder\\)",
         ),
         "twice-b.json",
       ],
@@ -1540,7 +1540,10 @@ Deno.test("main() refuses before training what would fail the tables in --out: a
       [
         "edited.json",
         JSON.stringify(edited),
-        new RegExp(`edited\\.json: its spec hashes to [0-9a-f]{12}, not to its id ${raw.spec.id}`),
+        new RegExp(
+          `edited\\.json: its spec hashes to [0-9a-f]{12}, not to its id ${raw.spec.id}: edited ` +
+            "after the run wrote it\\? Restore the file, or move it out of the folder \\(--no-tables",
+        ),
       ],
     ];
     for (const [name, text, want, twin] of cases) {

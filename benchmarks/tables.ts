@@ -408,7 +408,7 @@ function groupRuns(
   options: { labels?: RunLabels; bySetup?: boolean } = {},
 ): Group[] {
   const { labels = runLabels(raw.map((r) => r.spec)), bySetup = true } = options;
-  const advice = "remove one (a copy, or a rerun into another folder)";
+  const advice = DUPLICATE_ADVICE;
   rejectDuplicates(raw, (r) => r.spec.id, "run id", advice);
   // A per-task method's task runs of one configuration and seed become one result.
   const results = mergePerTaskRuns(raw, describeResult);
@@ -1719,6 +1719,26 @@ export interface WriteTablesOptions {
   readonly exclude?: ReadonlySet<string>;
 }
 
+/** What to do about two results of one run in the tables' input (`groupRuns`, bench's preflight). */
+export const DUPLICATE_ADVICE = "remove one (a copy, or a rerun into another folder)";
+
+/**
+ * Why results whose spec was edited after their run wrote it cannot go into the tables (they would
+ * label numbers with settings they were not trained with; the gate and `--resume` refuse such a
+ * result too), naming each; undefined when none was. `writeTables` refuses them, bench's preflight
+ * before its runs.
+ *
+ * @param results the results read
+ * @returns the message, or undefined
+ */
+export function editedResults(results: readonly RunResult[]): string | undefined {
+  const edited = results.filter((r) => runId(r.spec) !== r.spec.id);
+  if (edited.length === 0) return undefined;
+  return edited.map((r) =>
+    `${describeResult(r)}: its spec hashes to ${runId(r.spec)}, not to its id ${r.spec.id}`
+  ).join("; ") + ": edited after the run wrote it? Restore the file, or move it out of the folder";
+}
+
 /**
  * Build every table and plot from the run JSONs in `runsDir` and write them atomically to
  * `outDir`: everything is built first, then every file goes to a temporary file beside its
@@ -1749,18 +1769,8 @@ export async function writeTables(
   const results = read.filter((r) => !opts.exclude?.has(r.spec.id));
   // Tables of nothing would replace earlier tables in `outDir` with headers alone.
   if (results.length === 0) throw new Error(noResultsMessage(dirs.join(", ")));
-  // A spec edited after its run wrote it would label numbers with settings they were not trained
-  // with (the gate and --resume refuse such a result too).
-  const edited = results.filter((r) => runId(r.spec) !== r.spec.id);
-  if (edited.length > 0) {
-    throw new Error(
-      edited.map((r) =>
-        `${describeResult(r)}: its spec hashes to ${runId(r.spec)}, not to its id ${r.spec.id}`
-      ).join("; ") +
-        ": edited after the run wrote it? Restore the file, or move it out of the folder " +
-        "(nothing written)",
-    );
-  }
+  const edited = editedResults(results);
+  if (edited !== undefined) throw new Error(`${edited} (nothing written)`);
   const paper = readPaperTable(opts.paperTable);
   const accounting = opts.accounting === null
     ? undefined
