@@ -24,6 +24,7 @@ import {
 } from "../tasks/registry.ts";
 import type { TaskFile, TaskSplit } from "../tasks/types.ts";
 import { nearestName } from "../model/usage.ts";
+import { briefJson } from "../model/json.ts";
 import { isUnpublishedPreset } from "../model/config.ts";
 
 /** Backend requested for a run: the names `model/backend.ts` accepts. */
@@ -1276,17 +1277,14 @@ export function firstRepeat(keys: readonly string[]): [number, number] | undefin
   return undefined;
 }
 
-function show(v: unknown): string {
-  const s = JSON.stringify(v);
-  return s === undefined ? String(v) : s.length > 60 ? s.slice(0, 57) + "..." : s;
-}
-
 /**
  * What a field of the wrong type is told: `must be <what>, got <value>`, or, for an absent field
  * (undefined: JSON has no such value), `is missing (must be <what>)`.
  */
 function mustBe(what: string, v: unknown, sep = ","): string {
-  return v === undefined ? `is missing (must be ${what})` : `must be ${what}${sep} got ${show(v)}`;
+  return v === undefined
+    ? `is missing (must be ${what})`
+    : `must be ${what}${sep} got ${briefJson(v)}`;
 }
 
 function obj(v: unknown, src: Source, path: string): Record<string, unknown> {
@@ -1506,7 +1504,7 @@ export function validateTrain(
       throw new SpecError(
         src,
         p("adafactor"),
-        `applies to optimizer "adafactor" only; the optimizer is ${show(optimizer)}`,
+        `applies to optimizer "adafactor" only; the optimizer is ${briefJson(optimizer)}`,
       );
     }
     adafactor = undefined; // inherited settings do not apply once an override picks AdamW
@@ -1516,7 +1514,7 @@ export function validateTrain(
     throw new SpecError(
       src,
       p("temperature"),
-      `applies to mixture "temperature" only; the mixture is ${show(mixture)}`,
+      `applies to mixture "temperature" only; the mixture is ${briefJson(mixture)}`,
     );
   }
   // Unread by a proportional mixture: the default, so that an inherited temperature (an override
@@ -1774,7 +1772,7 @@ export function resolveListedTask(
       const hit = find(b);
       if (hit !== undefined) {
         return {
-          problem: `${show(name)} is a ${b} task ("${hit}"); list it under $.tasks.${b}`,
+          problem: `${briefJson(name)} is a ${b} task ("${hit}"); list it under $.tasks.${b}`,
         };
       }
     }
@@ -1791,7 +1789,8 @@ export function resolveListedTask(
     const wrong = elsewhere();
     if (wrong !== undefined) return wrong;
     return {
-      problem: `${show(name)}, listed under $.tasks.${benchmark}, carries "${marked.marker}", ` +
+      problem:
+        `${briefJson(name)}, listed under $.tasks.${benchmark}, carries "${marked.marker}", ` +
         `which marks a ${marked.benchmark} task, and ${marked.benchmark} has no task ` +
         `"${bareTaskName(name)}"; drop the marker for the ${benchmark} task or list a ` +
         `${marked.benchmark} task under $.tasks.${marked.benchmark}`,
@@ -1809,7 +1808,7 @@ export function resolveListedTask(
   ) {
     // A registered task a profile cannot list: a test-only diagnostic (AX), a train-only task.
     return {
-      problem: `${show(name)} is a registered ${benchmark} task without both train and ` +
+      problem: `${briefJson(name)} is a registered ${benchmark} task without both train and ` +
         `validation files${
           registered.trainOnly === true
             ? " (train-only: a profile adds it with extraTrainTasks)"
@@ -1818,7 +1817,7 @@ export function resolveListedTask(
     };
   }
   return elsewhere() ??
-    { problem: `names unknown ${benchmark} task ${show(name)}; known: ${own.join(", ")}` };
+    { problem: `names unknown ${benchmark} task ${briefJson(name)}; known: ${own.join(", ")}` };
 }
 
 /**
@@ -1841,7 +1840,7 @@ function checkListedTasks(
       throw new SpecError(
         src,
         `${path}[${i}]`,
-        `repeats task "${r.task}" (already ${path}[${j}] = ${show(names[j])})`,
+        `repeats task "${r.task}" (already ${path}[${j}] = ${briefJson(names[j])})`,
       );
     }
     seen.set(r.task, i);
@@ -1872,12 +1871,12 @@ export function resolveTrainOnlyTask(
   const other = BENCHMARKS.find((b) => b !== benchmark && lists[b].includes(canonical));
   if (other !== undefined) {
     return {
-      problem: `${show(name)} is a ${other} task; list it under $.extraTrainTasks.${other}`,
+      problem: `${briefJson(name)} is a ${other} task; list it under $.extraTrainTasks.${other}`,
     };
   }
   const known = lists[benchmark].length === 0 ? "none" : lists[benchmark].join(", ");
   return {
-    problem: `${show(name)} is not a train-only ${benchmark} task (known: ${known}); an ` +
+    problem: `${briefJson(name)} is not a train-only ${benchmark} task (known: ${known}); an ` +
       "evaluated task goes under $.tasks",
   };
 }
@@ -2128,7 +2127,7 @@ export function validateProfile(
       throw new SpecError(
         src,
         "$.name",
-        `must use only letters, digits, ".", "_", "-"; got ${show(name)}`,
+        `must use only letters, digits, ".", "_", "-"; got ${briefJson(name)}`,
       );
     }
     return name;
@@ -2154,7 +2153,7 @@ export function validateProfile(
       throw new SpecError(
         src,
         `$.models[${i}]`,
-        `repeats model ${show(models[i])} ($.models[${j}])`,
+        `repeats model ${briefJson(models[i])} ($.models[${j}])`,
       );
     }
     return models;
@@ -2171,7 +2170,7 @@ export function validateProfile(
     const bbRepeat = firstRepeat(backbones.map(canonicalJson));
     if (bbRepeat !== undefined) {
       const [i] = bbRepeat;
-      throw new SpecError(src, `$.backbone[${i}]`, `repeats backbone ${show(backbones[i])}`);
+      throw new SpecError(src, `$.backbone[${i}]`, `repeats backbone ${briefJson(backbones[i])}`);
     }
     return backbones;
   });
@@ -2567,7 +2566,7 @@ function provenance(v: unknown, src: Source, path: string): void {
       num(fo.bytes, src, `${at}.bytes`, { int: true, min: 0 });
       for (const k of ["sha256", "listedSha256"]) {
         if (fo[k] !== undefined && !/^[0-9a-f]{64}$/.test(String(fo[k]))) {
-          throw new SpecError(src, `${at}.${k}`, `must be 64 hex digits, got ${show(fo[k])}`);
+          throw new SpecError(src, `${at}.${k}`, `must be 64 hex digits, got ${briefJson(fo[k])}`);
         }
       }
     }
@@ -2645,7 +2644,7 @@ export function validateRunResult(raw: unknown, src: Source): RunResult {
       src,
       "$.spec",
       'is missing: not a run result (every run result has "spec"); its fields: ' +
-        (keys.length === 0 ? "none" : show(keys)),
+        (keys.length === 0 ? "none" : briefJson(keys)),
     );
   }
   const spec = obj(o.spec, src, "$.spec");
@@ -2682,7 +2681,7 @@ export function validateRunResult(raw: unknown, src: Source): RunResult {
         src,
         "$.spec.tasks",
         `must be one task of $.spec.perTaskOf (${all.join(", ")}) in a per-task run, got ${
-          show(tasks)
+          briefJson(tasks)
         }`,
       );
     }
@@ -2704,7 +2703,7 @@ export function validateRunResult(raw: unknown, src: Source): RunResult {
       src,
       "$.provenance.tokenizerFile",
       `is given for a tokenizer read from no such file ($.tokenizer is ${
-        o.tokenizer === undefined ? "absent" : show(o.tokenizer)
+        o.tokenizer === undefined ? "absent" : briefJson(o.tokenizer)
       }; only a task-spm:<file> or fixture:<file> tokenizer has one)`,
     );
   }
@@ -2831,7 +2830,7 @@ function weightsField(v: unknown, src: Source): void {
         src,
         `${path}.backbone`,
         trained
-          ? `must be ${show(SAVED_BACKBONE_FOLDER)}, got ${show(folder)}`
+          ? `must be ${briefJson(SAVED_BACKBONE_FOLDER)}, got ${briefJson(folder)}`
           : "must be absent when backboneTrained is false (a frozen backbone is not kept)",
       );
     }
@@ -2855,7 +2854,7 @@ function resultsFolder(v: unknown, src: Source, path: string): string {
     throw new SpecError(
       src,
       path,
-      `must be a folder inside the results folder (relative, no ".."), got ${show(dir)}`,
+      `must be a folder inside the results folder (relative, no ".."), got ${briefJson(dir)}`,
     );
   }
   return dir;

@@ -151,3 +151,22 @@ export function parseJsonFile(text: string, file: string): unknown {
     );
   }
 }
+
+/**
+ * A value as an error message quotes it: its JSON (`String(v)` where JSON has none), cut to `max`
+ * characters with `...` (a damaged field may hold a whole file).
+ *
+ * @example
+ * ```ts
+ * import { briefJson } from "./json.ts";
+ * console.assert(briefJson("x".repeat(100)).length === 60);
+ * ```
+ *
+ * @param v the value
+ * @param max the most characters shown
+ * @returns the quoted value
+ */
+export function briefJson(v: unknown, max = 60): string {
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > max ? `${s.slice(0, max - 3)}...` : s;
+}

@@ -12,7 +12,7 @@
  */
 import { PrecompiledNormalizer, Tokenizer } from "@huggingface/tokenizers";
 import { CheckpointError } from "./checkpoint_error.ts";
-import { parseJsonFile } from "./json.ts";
+import { briefJson, parseJsonFile } from "./json.ts";
 import { PrecompiledCharsmap } from "./precompiled.ts";
 
 /**
@@ -122,12 +122,6 @@ export function checkTokenizerSize(file: string): void {
   }
 }
 
-/** A value as an error quotes it: its JSON, cut to 60 characters. */
-function brief(v: unknown): string {
-  const s = JSON.stringify(v) ?? String(v);
-  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
-}
-
 /** The `model.type`s `@huggingface/tokenizers` implements (Rust's WordLevel it does not). */
 const MODEL_TYPES: readonly string[] = ["Unigram", "BPE", "WordPiece"];
 
@@ -210,7 +204,7 @@ function validate(json: unknown, source: string): Record<string, unknown> {
     if (typeof content !== "string" || content === "") {
       fail(
         source,
-        `field "${at}.content" must be a non-empty string, got ${brief(content)}`,
+        `field "${at}.content" must be a non-empty string, got ${briefJson(content)}`,
         `${at}.content`,
       );
     }
@@ -218,7 +212,7 @@ function validate(json: unknown, source: string): Record<string, unknown> {
       fail(
         source,
         `field "${at}.id" must be an integer in 0..${idLimit - 1} (the model's ${modelVocab} ` +
-          `pieces and ${added.length} added tokens), got ${brief(id)}`,
+          `pieces and ${added.length} added tokens), got ${briefJson(id)}`,
         `${at}.id`,
       );
     }
