@@ -136,9 +136,9 @@ async function gateCommand(args: string[], log: (s: string) => void): Promise<bo
     }
   }
   // The tolerances: the profile named, else the baseline's own when it is one built-in profile.
+  const names = [...new Set(baseline.map((r) => r.spec.profile))].sort();
   let profileName = values.profile;
   if (profileName === undefined) {
-    const names = [...new Set(baseline.map((r) => r.spec.profile))].sort();
     if (names.length !== 1 || !listProfiles().includes(names[0]!)) {
       throw new UsageError(
         `--profile is needed: the baseline's runs are of ${
@@ -158,14 +158,13 @@ async function gateCommand(args: string[], log: (s: string) => void): Promise<bo
   }
   // Another profile's tolerances (`--profile smoke` against ci's baseline: a loose default, no
   // loss check) would pass what the baseline's own fail.
-  const baselineProfiles = [...new Set(baseline.map((r) => r.spec.profile))].sort();
-  if (!baselineProfiles.includes(profile.name)) {
+  if (!names.includes(profile.name)) {
     throw new UsageError(
       `--profile ${profileName}: its tolerances are profile "${profile.name}"'s, but the ` +
         `baseline's runs are of ${
-          baselineProfiles.length === 1
-            ? `profile "${baselineProfiles[0]}"`
-            : `profiles ${baselineProfiles.map((n) => `"${n}"`).join(", ")}`
+          names.length === 1
+            ? `profile "${names[0]}"`
+            : `profiles ${names.map((n) => `"${n}"`).join(", ")}`
         }: name the baseline's profile (or its JSON file), whose tolerances it was made for`,
     );
   }
